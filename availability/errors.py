@@ -1,0 +1,27 @@
+"""Every refusal the domain can make: one base class, one line per kind.
+
+The domain never speaks HTTP; `api/errors.py` is the one place that maps these to status
+codes, and a stream turns them into dead letters with the message as the reason.
+"""
+
+from __future__ import annotations
+
+
+class AvailabilityError(Exception):
+    """Base of every error the availability core raises on purpose."""
+
+
+class InvalidRules(AvailabilityError):
+    """The rules document is invalid; the rules in force stay as they were. Fix the document."""
+
+
+class UnknownChannel(AvailabilityError):
+    """The channel is not in the rules. Add it with PUT /v1/rules or ask for another."""
+
+
+class InvalidEvent(AvailabilityError):
+    """An event failed validation; nothing of it was applied."""
+
+
+class NotReady(AvailabilityError):
+    """A dependency is down or state is still recovering; retry shortly."""

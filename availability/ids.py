@@ -1,0 +1,36 @@
+"""The identifier alphabets of SPEC section 1, as msgspec constraints shared by every wire type."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from msgspec import Meta
+
+SKU_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+CHANNEL_PATTERN = r"^[a-z0-9_-]{1,32}$"
+# "Printable": no C0/C1 control characters, no DEL.
+DOCUMENT_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]{1,128}$"
+
+Sku = Annotated[str, Meta(pattern=SKU_PATTERN, description="1 to 64 of A-Z a-z 0-9 . _ : -")]
+LocationId = Annotated[str, Meta(pattern=SKU_PATTERN, description="1 to 64 of A-Z a-z 0-9 . _ : -")]
+ChannelName = Annotated[str, Meta(pattern=CHANNEL_PATTERN, description="1 to 32 of a-z 0-9 _ -")]
+DocumentId = Annotated[
+    str, Meta(pattern=DOCUMENT_ID_PATTERN, description="1 to 128 printable characters")
+]
+LocationType = Literal["store", "dc", "dropship"]
+
+_SKU_RE = re.compile(SKU_PATTERN)
+_CHANNEL_RE = re.compile(CHANNEL_PATTERN)
+
+
+def is_sku(value: str) -> bool:
+    return _SKU_RE.match(value) is not None
+
+
+def is_location(value: str) -> bool:
+    return _SKU_RE.match(value) is not None
+
+
+def is_channel(value: str) -> bool:
+    return _CHANNEL_RE.match(value) is not None

@@ -1,0 +1,126 @@
+"""What readers see (SPEC sections 3 and 5): positions with their sellable quantity, and a
+channel's quantity for a SKU, computed from a SkuState and the rules.
+
+sellable = max(0, on_hand - reserved - safety_stock); a channel's quantity is its pool of
+eligible sellable units, then share (exact), cap, buffer and zero_below.
+"""
+
+from __future__ import annotations
+
+from msgspec import Struct
+
+from .rules import CompiledChannel, CompiledRules
+from .state import Position, SkuState
+from .timeutil import format_micros
+
+
+class LocationSellable(Struct, frozen=True):
+    location: str
+    sellable: int
+
+
+class Availability(Struct, frozen=True, omit_defaults=True):
+    sku: str
+    channel: str
+    sellable: int
+    locations: list[LocationSellable]
+    version: int
+    updated_at: str | None
+    location: str | None = None  # only when the question named a location
+
+
+class PositionView(Struct, frozen=True):
+    location: str
+    on_hand: int
+    reserved: int
+    inbound: int
+    unsellable: int
+    safety_stock: int
+    sellable: int
+    oversold: bool
+    last_count_drift: int | None
+
+
+class Positions(Struct, frozen=True):
+    sku: str
+    version: int
+    positions: list[PositionView]
+
+
+def sellable(position: Position, safety_stock: int) -> int:
+    return max(0, position.on_hand - position.reserved - safety_stock)
+
+
+def eligible_sellable(
+    state: SkuState, rules: CompiledRules, channel: CompiledChannel
+) -> list[LocationSellable]:
+    """The channel's eligible locations for this SKU, by location id, with their sellable."""
+    return [
+        LocationSellable(location, sellable(position, rules.safety_stock(state.sku, location)))
+        for location, position in sorted(state.positions.items())
+        if channel.is_eligible(location, rules.location_type(location))
+    ]
+
+
+def channel_quantity(channel: CompiledChannel, pool: int) -> int:
+    """Share, cap, buffer and zero_below applied to a pool of sellable units."""
+    rule = channel.rule
+    quantity = pool * channel.share_numerator // channel.share_denominator
+    if rule.cap is not None:
+        quantity = min(quantity, rule.cap)
+    quantity -= rule.buffer
+    if quantity < rule.zero_below:
+        quantity = 0
+    return max(quantity, 0)
+
+
+def availability(
+    state: SkuState,
+    rules: CompiledRules,
+    channel: CompiledChannel,
+    location: str | None = None,
+    held_without_location: int = 0,
+) -> Availability:
+    locations = eligible_sellable(state, rules, channel)
+    if location is not None:
+        locations = [entry for entry in locations if entry.location == location]
+    pool = max(0, sum(entry.sellable for entry in locations) - held_without_location)
+    return Availability(
+        sku=state.sku,
+        channel=channel.name,
+        sellable=channel_quantity(channel, pool),
+        locations=locations,
+        version=state.version,
+        updated_at=format_micros(state.updated_at) if state.version else None,
+        location=location,
+    )
+
+
+def positions(state: SkuState, rules: CompiledRules) -> Positions:
+    views = []
+    for location, position in sorted(state.positions.items()):
+        safety = rules.safety_stock(state.sku, location)
+        views.append(
+            PositionView(
+                location=location,
+                on_hand=position.on_hand,
+                reserved=position.reserved,
+                inbound=position.inbound,
+                unsellable=position.unsellable,
+                safety_stock=safety,
+                sellable=sellable(position, safety),
+                oversold=position.oversold,
+                last_count_drift=position.last_count_drift,
+            )
+        )
+    return Positions(sku=state.sku, version=state.version, positions=views)
+
+
+def channel_quantities(state: SkuState, rules: CompiledRules) -> dict[str, int]:
+    """Every channel's quantity for the SKU: what a rules change compares, and what feeds carry."""
+    return {
+        name: channel_quantity(
+            channel, sum(e.sellable for e in eligible_sellable(state, rules, channel))
+        )
+        for name, channel in rules.channels.items()
+    }
