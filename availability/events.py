@@ -6,6 +6,7 @@ types never change, unknown fields are ignored so a newer producer never breaks 
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Final, Literal
 
@@ -101,13 +102,22 @@ class Count(BaseEvent, frozen=True, kw_only=True, tag="count"):
 Event = Sale | Order | Cancel | Pick | Return | TransferOut | TransferIn | Receipt | Adjust | Count
 
 EVENT_TYPES: Final[tuple[str, ...]] = (
-    "sale", "order", "cancel", "pick", "return",
-    "transfer_out", "transfer_in", "receipt", "adjust", "count",
-)  # fmt: skip
+    "sale",
+    "order",
+    "cancel",
+    "pick",
+    "return",
+    "transfer_out",
+    "transfer_in",
+    "receipt",
+    "adjust",
+    "count",
+)
 
 event_decoder: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
 _raw_list_decoder: Final = msgspec.json.Decoder(list[msgspec.Raw])
 event_encoder: Final = msgspec.json.Encoder()
+_MISSING_FIELD: Final = re.compile(r"Object missing required field `([^`]+)`")
 
 
 class FieldError(Struct, frozen=True):
@@ -130,11 +140,16 @@ def split_error(error: msgspec.MsgspecError) -> tuple[str, str]:
     if not sep:
         # Checks in __post_init__ have no path; they name their field as "field: message".
         field, colon, rest = text.partition(": ")
-        return (field, rest) if colon and field.isidentifier() else ("", text)
+        if colon and field.isidentifier():
+            return field, rest
+        message, path = text, "$`"  # msgspec names no path at the top level
     if path.startswith("key` in `"):  # a dictionary key, e.g. a channel name
         path = path.removeprefix("key` in `")
         message = f"key {message[0].lower()}{message[1:]}"
     field = path.rstrip("`").removeprefix("$").lstrip(".")
+    missing = _MISSING_FIELD.match(message)
+    if missing:  # msgspec reports it at the enclosing object: name the field itself
+        field = f"{field}.{missing[1]}" if field else missing[1]
     return field, message
 
 

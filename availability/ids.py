@@ -7,10 +7,13 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
-SKU_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
-CHANNEL_PATTERN = r"^[a-z0-9_-]{1,32}$"
+# Python's `$` also matches just before a final newline, which would let "SKU-1\n" through;
+# `$(?!\n)` refuses it and, unlike `\Z`, means the same in the ECMAScript regexes of JSON
+# Schema and OpenAPI.
+SKU_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$(?!\n)"
+CHANNEL_PATTERN = r"^[a-z0-9_-]{1,32}$(?!\n)"
 # "Printable": no C0/C1 control characters, no DEL.
-DOCUMENT_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]{1,128}$"
+DOCUMENT_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]{1,128}$(?!\n)"
 
 Sku = Annotated[str, Meta(pattern=SKU_PATTERN, description="1 to 64 of A-Z a-z 0-9 . _ : -")]
 LocationId = Annotated[str, Meta(pattern=SKU_PATTERN, description="1 to 64 of A-Z a-z 0-9 . _ : -")]

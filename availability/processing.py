@@ -162,9 +162,14 @@ def _rebase(position: Position, occurred: int, event_id: str, counted: int) -> i
 
 
 def _change_order(
-    position: Position, order_id: str, occurred: int, *, ordered: int = 0, picked: int = 0,
+    position: Position,
+    order_id: str,
+    occurred: int,
+    *,
+    ordered: int = 0,
+    picked: int = 0,
     cancelled: int = 0,
-) -> None:  # fmt: skip
+) -> None:
     doc = position.orders.get(order_id)
     if doc is None:
         doc = position.orders[order_id] = OrderDoc()
@@ -195,13 +200,15 @@ def compact(state: SkuState, windows: Windows = DEFAULT_WINDOWS) -> None:
     state.seen = {eid: at for eid, at in state.seen.items() if at >= dedup_cutoff}
     for position in state.positions.values():
         position.orders = {
-            oid: doc for oid, doc in position.orders.items()
+            oid: doc
+            for oid, doc in position.orders.items()
             if doc.open_qty or doc.last_at >= dedup_cutoff
-        }  # fmt: skip
+        }
         position.transfers = {
-            tid: doc for tid, doc in position.transfers.items()
+            tid: doc
+            for tid, doc in position.transfers.items()
             if doc.open_qty or doc.last_at >= dedup_cutoff
-        }  # fmt: skip
+        }
         effects_cutoff = position.newest_at - windows.reconciliation_us
         position.effects = [(at, d) for at, d in position.effects if at > effects_cutoff]
     state.compacted_at = state.newest_at

@@ -124,3 +124,26 @@ def channel_quantities(state: SkuState, rules: CompiledRules) -> dict[str, int]:
         )
         for name, channel in rules.channels.items()
     }
+
+
+def reader_fingerprint(state: SkuState, rules: CompiledRules) -> tuple[object, ...]:
+    """Everything a reader sees of a SKU that depends on the rules: a rules change bumps the
+    SKU's version exactly when this changes."""
+    per_channel = tuple(
+        (
+            name,
+            channel_quantity_for(state, rules, channel),
+            tuple(eligible_sellable(state, rules, channel)),
+        )
+        for name, channel in sorted(rules.channels.items())
+    )
+    safety = tuple(
+        (location, rules.safety_stock(state.sku, location)) for location in sorted(state.positions)
+    )
+    return per_channel, safety
+
+
+def channel_quantity_for(state: SkuState, rules: CompiledRules, channel: CompiledChannel) -> int:
+    return channel_quantity(
+        channel, sum(e.sellable for e in eligible_sellable(state, rules, channel))
+    )

@@ -177,10 +177,13 @@ redis_ping() {
 redis_recorded_port() { cat "$REDIS_PORTFILE" 2>/dev/null || echo "$REDIS_PORT"; }
 
 redis_log_tail() {
-    if [ -f "$REDIS_LOG" ]; then
-        log "last lines of $REDIS_LOG:"
-        tail -n 40 "$REDIS_LOG" >&2 || true
-    fi
+    local f
+    for f in "$REDIS_DIR/redis.out" "$REDIS_LOG"; do
+        if [ -s "$f" ]; then
+            log "last lines of $f:"
+            tail -n 40 "$f" >&2 || true
+        fi
+    done
 }
 
 start_redis() {
@@ -207,7 +210,7 @@ start_redis() {
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
         --save '' --appendonly no --daemonize yes \
         --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_LOG" --dir "$REDIS_DIR" \
-        </dev/null >/dev/null 2>>"$REDIS_LOG" 9>&- || { redis_log_tail; die "redis-server failed to start"; }
+        </dev/null >/dev/null 2>"$REDIS_DIR/redis.out" 9>&- || { redis_log_tail; die "redis-server failed to start"; }
     local deadline=$((SECONDS + REDIS_START_TIMEOUT))
     until redis_ping "$REDIS_PORT"; do
         if [ "$SECONDS" -ge "$deadline" ]; then
@@ -278,8 +281,10 @@ install_kafka() {
     rm -rf "$tmp"
     mkdir -p "$tmp"
     log "fetching Kafka jars with Maven (scripts/kafka/pom.xml) into .services/kafka/libs"
-    if ! (cd "$KAFKA_SRC" && mvn -q -B -Dstyle.color=never -f pom.xml dependency:copy-dependencies \
-            -DincludeScope=runtime -DoutputDirectory="$tmp" </dev/null >&2 9>&-); then
+    # (Debian's Maven 3.8 prints bare colour resets even with -B: strip them.)
+    if ! (cd "$KAFKA_SRC" && mvn -q -B -f pom.xml dependency:copy-dependencies \
+            -DincludeScope=runtime -DoutputDirectory="$tmp" </dev/null 2>&1 9>&- \
+            | sed -e 's/\x1b\[[0-9;]*m//g' >&2); then
         rm -rf "$tmp"
         die "mvn dependency:copy-dependencies failed (see above)"
     fi
@@ -287,7 +292,8 @@ install_kafka() {
     kafka_stamp >"$tmp/.installed"
     rm -rf "$KAFKA_LIBS"
     mv "$tmp" "$KAFKA_LIBS"
-    log "Kafka jars ready: $(basename "$(ls "$KAFKA_LIBS"/kafka_2.13-*.jar)") ($(ls "$KAFKA_LIBS"/*.jar | wc -l) jars)"
+    local jars=("$KAFKA_LIBS"/*.jar) core=("$KAFKA_LIBS"/kafka_2.13-*.jar)
+    log "Kafka jars ready: $(basename "${core[0]}") (${#jars[@]} jars)"
 }
 
 # Runs one of Kafka's command line tool classes from the jars.
@@ -439,37 +445,34 @@ usage() {
     exit 2
 }
 
-which_services() {
-    case "${1:-all}" in
-        all) echo "redis kafka" ;;
-        kafka | redis) echo "$1" ;;
-        *) die "unknown service '$1' (kafka, redis or all)" ;;
-    esac
-}
-
 main() {
-    local cmd="${1:-}" svc rc=0
+    local cmd="${1:-}" svc rc=0 services
     [ $# -le 2 ] || usage
+    case "${2:-all}" in
+        all) services="redis kafka" ;;
+        kafka | redis) services="$2" ;;
+        *) die "unknown service '$2' (kafka, redis or all)" ;;
+    esac
     case "$cmd" in
         install)
             take_lock
-            for svc in $(which_services "${2:-all}"); do "install_$svc"; done
+            for svc in $services; do "install_$svc"; done
             log "install done"
             ;;
         start)
             take_lock
-            for svc in $(which_services "${2:-all}"); do "start_$svc"; done
+            for svc in $services; do "start_$svc"; done
             ;;
         stop)
             take_lock
-            for svc in $(which_services "${2:-all}"); do "stop_$svc"; done
+            for svc in $services; do "stop_$svc"; done
             ;;
         restart)
             take_lock
-            for svc in $(which_services "${2:-all}"); do "stop_$svc"; "start_$svc"; done
+            for svc in $services; do "stop_$svc"; "start_$svc"; done
             ;;
         status)
-            for svc in $(which_services "${2:-all}"); do "status_$svc" || rc=$?; done
+            for svc in $services; do "status_$svc" || rc=$?; done
             return "$rc"
             ;;
         -h | --help | help) usage ;;

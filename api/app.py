@@ -1,0 +1,60 @@
+"""The FastAPI application of SPEC section 5, wired to whichever mode provides its ports."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI
+
+from availability import ApiKey
+
+from .auth import Authorizer
+from .deps import Services
+from .errors import install_error_handlers
+from .metrics import ApiMetrics, RequestTimer
+from .openapi import install_openapi
+from .ports import Health, Ingest, ReadModel, RulesAdmin
+from .routes.events import events_router
+from .routes.health import health_router
+from .routes.reads import reads_router
+from .routes.rules import rules_router
+
+VERSION = "0.1.0"
+
+
+def wall_clock_micros() -> int:
+    return time.time_ns() // 1000
+
+
+def create_app(
+    *,
+    read: ReadModel,
+    ingest: Ingest,
+    rules: RulesAdmin,
+    health: Health,
+    api_keys: Iterable[ApiKey] = (),
+    clock_micros: Callable[[], int] = wall_clock_micros,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    metrics = ApiMetrics(health.oversold_positions)
+    services = Services(read, ingest, rules, health, Authorizer(api_keys), metrics, clock_micros)
+
+    @asynccontextmanager
+    async def no_lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+
+    app = FastAPI(
+        title="Availability service",
+        version=VERSION,
+        description="What can be sold, per SKU, per location, per channel, right now.",
+        lifespan=lifespan or no_lifespan,
+    )
+    install_error_handlers(app)
+    for router in (reads_router, events_router, rules_router, health_router):
+        app.include_router(router(services))
+    install_openapi(app)
+    app.add_middleware(RequestTimer, metrics=metrics)
+    app.state.services = services
+    return app

@@ -1,0 +1,77 @@
+"""API keys and scopes (SPEC section 8).
+
+Keys are compared in constant time against every configured key, so neither the match nor
+its position leaks through timing; keys are never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Final
+
+from fastapi import Request
+
+from availability import ApiKey
+
+from .errors import ApiError
+
+SCOPES: Final = frozenset({"read", "hold", "write", "admin"})
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
+    """Parse `KEY:SCOPE[+SCOPE...]`, comma-separated; raises ValueError saying what's wrong."""
+    keys: list[ApiKey] = []
+    for index, entry in enumerate(part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        key, sep, scopes_text = entry.rpartition(":")
+        if not sep or not key:
+            raise ValueError(f"AVAIL_API_KEYS entry {index + 1} is not KEY:SCOPE[+SCOPE...]")
+        scopes = frozenset(scopes_text.split("+"))
+        unknown = scopes - SCOPES
+        if unknown:
+            raise ValueError(
+                f"AVAIL_API_KEYS entry {index + 1} has unknown scope(s) {sorted(unknown)};"
+                f" scopes are {sorted(SCOPES)}"
+            )
+        keys.append(ApiKey(key=key, scopes=scopes))
+    return tuple(keys)
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+class Authorizer:
+    def __init__(self, keys: Iterable[ApiKey]) -> None:
+        self._keys = [(key.key.encode(), key.scopes) for key in keys]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._keys)
+
+    def scopes_for(self, header: str | None) -> frozenset[str] | None:
+        if not header or not header.startswith("Bearer "):
+            return None
+        presented = header[len("Bearer ") :].strip().encode()
+        found: frozenset[str] | None = None
+        for key, scopes in self._keys:
+            if hmac.compare_digest(key, presented):
+                found = scopes
+        return found
+
+    def require(self, scope: str) -> Callable[[Request], Coroutine[Any, Any, None]]:
+        async def dependency(request: Request) -> None:
+            if not self._keys:
+                return
+            scopes = self.scopes_for(request.headers.get("authorization"))
+            if scopes is None:
+                raise ApiError(
+                    401, "unauthorized", "a valid API key is required: Authorization: Bearer <key>"
+                )
+            if scope not in scopes and "admin" not in scopes:
+                raise ApiError(403, "forbidden", f"this key lacks the {scope!r} scope")
+
+        return dependency

@@ -1,0 +1,89 @@
+"""Prometheus metrics of the API process, in a registry of its own (one per app)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from availability.batch import BatchResult
+
+LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+DRIFT_BUCKETS: Final = (0, 1, 2, 5, 10, 20, 50, 100, 500, 1000, 10_000)
+
+
+class ApiMetrics:
+    def __init__(self, oversold_positions: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter(
+            "availability_events",
+            "Events by type and outcome (applied, duplicate, stale, dead_lettered, invalid,"
+            " accepted when only enqueued)",
+            ["type", "outcome"],
+            registry=self.registry,
+        )
+        self.oversold = Gauge(
+            "availability_oversold_positions",
+            "Positions whose on_hand minus reserved is below zero",
+            registry=self.registry,
+        )
+        self.oversold.set_function(oversold_positions)
+        self.drift = Histogram(
+            "availability_count_drift_units",
+            "Absolute drift of applied counts: book on_hand at the count's time minus counted",
+            buckets=DRIFT_BUCKETS,
+            registry=self.registry,
+        )
+        self.requests = Histogram(
+            "availability_http_request_duration_seconds",
+            "HTTP request duration by route template, method and status",
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def record_batch(self, result: BatchResult | None, types: dict[str, int]) -> None:
+        if result is None:
+            for event_type, count in types.items():
+                self.events.labels(event_type, "accepted").inc(count)
+            return
+        for (event_type, outcome), count in result.outcomes.items():
+            self.events.labels(event_type, outcome).inc(count)
+        for drift in result.drifts:
+            self.drift.observe(abs(drift))
+
+    def record_invalid(self, count: int) -> None:
+        self.events.labels("unknown", "invalid").inc(count)
+
+
+class RequestTimer:
+    """Pure ASGI middleware timing each request under its route template, not its raw path."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route: Any = scope.get("route")
+            template = route.path if route is not None else "unmatched"
+            self.metrics.requests.labels(template, scope["method"], str(status)).observe(
+                time.perf_counter() - started
+            )

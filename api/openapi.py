@@ -1,0 +1,78 @@
+"""OpenAPI for routes whose bodies msgspec encodes and decodes: schemas come from the same
+Structs as the code (msgspec's JSON Schema), and every error the SPEC names is documented."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from availability import Availability, Event, Positions, Rules
+
+from .errors import ErrorEnvelope
+from .schemas import AvailabilityBatch, BatchQuestion, EventsAccepted, EventsRefused
+
+_REF: Final = "#/components/schemas/{name}"
+_TYPES: Final[tuple[Any, ...]] = (
+    Availability,
+    AvailabilityBatch,
+    BatchQuestion,
+    Positions,
+    list[Event],
+    EventsAccepted,
+    EventsRefused,
+    Rules,
+    ErrorEnvelope,
+)
+
+
+def ref(name: str) -> dict[str, Any]:
+    return {"$ref": _REF.format(name=name)}
+
+
+def json_content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def answer(status: int, description: str, schema: str) -> dict[int | str, dict[str, Any]]:
+    return {status: {"description": description, "content": json_content(ref(schema))}}
+
+
+def errors(*cases: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """Document error answers: (status, "code: when") pairs, grouped by status."""
+    grouped: dict[int, list[str]] = {}
+    for status, text in cases:
+        grouped.setdefault(status, []).append(text)
+    return {
+        status: {"description": "; ".join(texts), "content": json_content(ref("ErrorEnvelope"))}
+        for status, texts in grouped.items()
+    }
+
+
+def request_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": json_content(schema),
+        }
+    }
+
+
+def install_openapi(app: FastAPI) -> None:
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        (_, components) = msgspec.json.schema_components(_TYPES, ref_template=_REF)
+        document.setdefault("components", {}).setdefault("schemas", {}).update(components)
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        document["security"] = [{"bearer": []}, {}]
+        app.openapi_schema = document
+        return document
+
+    app.openapi = build  # type: ignore[method-assign]

@@ -1,0 +1,45 @@
+"""What the routes need from a mode, as Protocols: the embedded engine implements them now,
+the Redis read model and the Kafka ingest implement them in the streaming mode, and the
+routes never change between the two."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from availability import Availability, Event, Positions, Rules
+from availability.batch import BatchResult
+
+
+class ReadModel(Protocol):
+    async def availability(self, sku: str, channel: str, location: str | None) -> Availability: ...
+
+    async def availability_batch(
+        self, skus: Sequence[str], channel: str, location: str | None
+    ) -> list[Availability]: ...
+
+    async def positions(self, sku: str) -> Positions: ...
+
+
+class Ingest(Protocol):
+    async def submit(self, events: Sequence[Event], raw: Sequence[bytes]) -> BatchResult | None:
+        """Make the events durable (and, embedded, apply them) before returning.
+
+        Returns the outcome of applying them, or None when they were only enqueued."""
+        ...
+
+
+class RulesAdmin(Protocol):
+    async def rules(self) -> Rules: ...
+
+    async def replace_rules(self, rules: Rules) -> Rules: ...
+
+
+class Health(Protocol):
+    async def readiness(self) -> dict[str, bool]: ...
+
+    def oversold_positions(self) -> int: ...
+
+
+class Backend(ReadModel, Ingest, RulesAdmin, Health, Protocol):
+    """Everything one mode provides; a mode may also be split over several objects."""

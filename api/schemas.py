@@ -1,0 +1,38 @@
+"""Request and answer bodies of the HTTP API that are not domain values."""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+from msgspec import Meta, Struct
+
+from availability import Availability
+from availability.events import FieldError
+from availability.ids import ChannelName, LocationId, Sku
+
+MAX_BATCH_SKUS: Final = 500
+MAX_EVENTS: Final = 1000
+
+
+class BatchQuestion(Struct, frozen=True, forbid_unknown_fields=True):
+    channel: ChannelName
+    skus: Annotated[list[Sku], Meta(min_length=1, max_length=MAX_BATCH_SKUS)]
+    location: LocationId | None = None
+
+
+class AvailabilityBatch(Struct, frozen=True):
+    items: list[Availability]
+
+
+class EventsAccepted(Struct, frozen=True):
+    accepted: int
+
+
+class EventsRefusedBody(Struct, frozen=True):
+    code: str
+    message: str
+    details: list[FieldError]
+
+
+class EventsRefused(Struct, frozen=True):
+    error: EventsRefusedBody

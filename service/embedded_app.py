@@ -1,0 +1,33 @@
+"""`availability serve`: the embedded engine behind the API, in one process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import create_app
+from availability import Rules, Settings
+from embedded import EmbeddedEngine
+
+
+def embedded_app(settings: Settings, rules_at_start: Rules | None = None) -> FastAPI:
+    engine = EmbeddedEngine(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        engine.open(rules_at_start)
+        try:
+            yield
+        finally:
+            engine.close()
+
+    return create_app(
+        read=engine,
+        ingest=engine,
+        rules=engine,
+        health=engine,
+        api_keys=settings.api_keys,
+        lifespan=lifespan,
+    )

@@ -1,0 +1,75 @@
+"""Build the one frozen Settings of a process from AVAIL_* variables, then flags.
+
+Every setting here is in the README's settings table and in helm/values.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+
+from api import parse_api_keys
+from availability import Settings, Windows
+from availability.timeutil import MICROS_PER_HOUR
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service can't use; the message names it."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    text = env.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {text!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    text = env.get(name, "").strip().lower()
+    if text == "":
+        return default
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {text!r}")
+
+
+def settings_from(env: Mapping[str, str], args: argparse.Namespace | None = None) -> Settings:
+    """AVAIL_* variables give the values; flags given on the command line win."""
+    try:
+        api_keys = parse_api_keys(env.get("AVAIL_API_KEYS", ""))
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    values = {
+        "host": env.get("AVAIL_HOST", "127.0.0.1"),
+        "port": _int(env, "AVAIL_PORT", 8000, minimum=1),
+        "data_dir": env.get("AVAIL_DATA_DIR", "./var"),
+        "rules_file": env.get("AVAIL_RULES_FILE") or None,
+        "api_keys": api_keys,
+        "windows": Windows(
+            dedup_us=_int(env, "AVAIL_DEDUP_WINDOW_HOURS", 168, minimum=1) * MICROS_PER_HOUR,
+            reconciliation_us=_int(env, "AVAIL_RECONCILIATION_WINDOW_HOURS", 48, minimum=1)
+            * MICROS_PER_HOUR,
+        ),
+        "sync_writes": _bool(env, "AVAIL_SYNC_WRITES", False),
+        "cache_skus": _int(env, "AVAIL_CACHE_SKUS", 100_000, minimum=1),
+        "log_level": env.get("AVAIL_LOG_LEVEL", "info").lower(),
+        "kafka_bootstrap": env.get("AVAIL_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        "redis_url": env.get("AVAIL_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "partitions": _int(env, "AVAIL_PARTITIONS", 8, minimum=1),
+    }
+    if args is not None:
+        for flag in ("host", "port", "data_dir", "rules_file"):
+            given = getattr(args, flag, None)
+            if given is not None:
+                values[flag] = given
+    if values["log_level"] not in {"critical", "error", "warning", "info", "debug"}:
+        raise SettingsError(f"AVAIL_LOG_LEVEL must be a logging level, got {values['log_level']!r}")
+    return Settings(**values)  # type: ignore[arg-type]
