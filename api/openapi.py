@@ -68,7 +68,10 @@ def install_openapi(app: FastAPI) -> None:
         document = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
-        (_, components) = msgspec.json.schema_components(_TYPES, ref_template=_REF)
+        (schemas, components) = msgspec.json.schema_components(_TYPES, ref_template=_REF)
+        # The event union has no name of its own in msgspec's output, but the events body
+        # refers to it as `Event`: name it, tagged by `type`.
+        components["Event"] = schemas[_TYPES.index(list[Event])]["items"]
         document.setdefault("components", {}).setdefault("schemas", {}).update(components)
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         document["security"] = [{"bearer": []}, {}]

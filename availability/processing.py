@@ -49,9 +49,11 @@ class Windows(Struct, frozen=True):
 
 
 DEFAULT_WINDOWS: Final = Windows()
-# Dropping expired dedup ids and documents is a scan of the SKU; doing it once per hour of
-# event time keeps it off the per-event path.
+# Dropping expired dedup ids and documents is a scan of the SKU: it runs at most once per
+# hour of event time, and only once the SKU remembers enough for it to be worth it (a SKU
+# with fewer events than that holds fewer documents and effects than that too).
 COMPACT_EVERY_US: Final = MICROS_PER_HOUR
+COMPACT_MIN_SEEN: Final = 64
 
 
 class Applied(Struct, frozen=True):
@@ -135,7 +137,10 @@ def apply_event(
     state.newest_at = max(state.newest_at, occurred)
     state.version += 1
     state.updated_at = max(state.updated_at, now_us)
-    if state.newest_at - state.compacted_at >= COMPACT_EVERY_US:
+    if (
+        len(state.seen) >= COMPACT_MIN_SEEN
+        and state.newest_at - state.compacted_at >= COMPACT_EVERY_US
+    ):
         compact(state, windows)
     oversold_change += position.oversold - was_oversold
     return Applied(Outcome.APPLIED, drift=drift, oversold_change=oversold_change)

@@ -1,0 +1,1 @@
+"""Benchmarks and locust load tests: they run against a local stack on 127.0.0.1 only."""

@@ -1,0 +1,1 @@
+"""The streaming mode: faust-streaming workers on Kafka (issue: streaming core)."""

@@ -1,0 +1,236 @@
+"""GET /v1/availability/{sku} and POST /v1/availability/batch (SPEC sections 3 and 5)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.support.events import event, unique_sku
+
+from .helpers import availability, error_of, post_events
+
+
+def test_a_sku_never_seen_answers_zero_at_version_zero(client: httpx.Client, sku: str) -> None:
+    response = client.get(f"/v1/availability/{sku}", params={"channel": "web"})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["sku"] == sku
+    assert body["channel"] == "web"
+    assert body["sellable"] == 0
+    assert body["version"] == 0
+    assert body["locations"] == []
+    assert "location" not in body
+
+
+def test_availability_answers_every_field_after_events(client: httpx.Client, sku: str) -> None:
+    post_events(client, [event("receipt", sku, "DC1", qty=10)])
+
+    body = availability(client, sku, "web")
+
+    assert set(body) == {"sku", "channel", "sellable", "locations", "version", "updated_at"}
+    assert body["sellable"] == 10
+    assert body["locations"] == [{"location": "DC1", "sellable": 10}]
+    assert body["version"] == 1
+    assert body["updated_at"].endswith("Z")
+
+
+def test_the_locations_list_holds_eligible_locations_with_their_own_sellable(
+    client: httpx.Client, sku: str
+) -> None:
+    post_events(
+        client,
+        [
+            event("receipt", sku, "DC1", qty=10),
+            event("receipt", sku, "S001", qty=6),  # a store: safety stock 1
+            event("receipt", sku, "D001", qty=4),  # dropship: not eligible for web
+        ],
+    )
+
+    web = availability(client, sku, "web")
+    pickup = availability(client, sku, "pickup")
+
+    assert web["locations"] == [
+        {"location": "DC1", "sellable": 10},
+        {"location": "S001", "sellable": 5},
+    ]
+    assert web["sellable"] == 15
+    assert pickup["locations"] == [{"location": "S001", "sellable": 5}]
+    assert pickup["sellable"] == 5
+    assert availability(client, sku, "marketplace")["sellable"] == 4
+
+
+def test_asking_with_a_location_answers_that_location_only(client: httpx.Client, sku: str) -> None:
+    post_events(
+        client,
+        [event("receipt", sku, "S001", qty=6), event("receipt", sku, "S003", qty=9)],
+    )
+
+    body = availability(client, sku, "pickup", location="S003")
+
+    assert body["location"] == "S003"
+    assert body["sellable"] == 8
+    assert body["locations"] == [{"location": "S003", "sellable": 8}]
+
+
+def test_asking_at_a_location_the_channel_does_not_serve_answers_zero(
+    client: httpx.Client, sku: str
+) -> None:
+    post_events(client, [event("receipt", sku, "DC1", qty=10)])
+
+    body = availability(client, sku, "pickup", location="DC1")
+
+    assert body["sellable"] == 0
+    assert body["locations"] == []
+    assert body["location"] == "DC1"
+
+
+def test_asking_at_a_location_without_a_position_answers_zero(
+    client: httpx.Client, sku: str
+) -> None:
+    post_events(client, [event("receipt", sku, "S001", qty=10)])
+
+    body = availability(client, sku, "web", location="S002")
+
+    assert body["sellable"] == 0
+    assert body["locations"] == []
+    assert body["version"] == 1
+
+
+def test_an_unknown_channel_is_404_unknown_channel(client: httpx.Client, sku: str) -> None:
+    response = client.get(f"/v1/availability/{sku}", params={"channel": "nosuch"})
+
+    error = error_of(response, 404, "unknown_channel")
+    assert "nosuch" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/v1/availability/A B", {"channel": "web"}, "sku"),
+        (f"/v1/availability/{'A' * 65}", {"channel": "web"}, "sku"),
+        ("/v1/availability/SKU-1", {"channel": "Web"}, "channel"),
+        ("/v1/availability/SKU-1", {"channel": "c" * 33}, "channel"),
+        ("/v1/availability/SKU-1", {"channel": "web", "location": "S 1"}, "location"),
+        ("/v1/availability/SKU-1", {"channel": "web", "location": "L" * 65}, "location"),
+        ("/v1/availability/SKU-1", {}, "channel"),
+    ],
+    ids=[
+        "sku-with-space",
+        "sku-65-chars",
+        "channel-uppercase",
+        "channel-33-chars",
+        "location-with-space",
+        "location-65-chars",
+        "channel-missing",
+    ],
+)
+def test_bad_ids_in_path_or_query_are_422_invalid_request(
+    client: httpx.Client, path: str, params: dict[str, str], field: str
+) -> None:
+    error = error_of(client.get(path, params=params), 422, "invalid_request")
+
+    assert [detail["field"] for detail in error["details"]] == [field]
+
+
+def test_a_sku_of_64_characters_is_accepted(client: httpx.Client) -> None:
+    sku = unique_sku().ljust(64, "x")
+
+    response = client.get(f"/v1/availability/{sku}", params={"channel": "web"})
+
+    assert response.status_code == 200
+    assert response.json()["sku"] == sku
+
+
+def test_batch_answers_in_request_order(client: httpx.Client) -> None:
+    skus = [unique_sku(f"B{i}") for i in range(5)]
+    post_events(client, [event("receipt", s, "DC1", qty=i + 1) for i, s in enumerate(skus)])
+    never_seen = unique_sku("NEVER")
+    asked = [skus[3], never_seen, skus[0], skus[4], skus[1]]
+
+    response = client.post("/v1/availability/batch", json={"channel": "web", "skus": asked})
+
+    assert response.status_code == 200
+    items = response.json()["items"]
+    assert [item["sku"] for item in items] == asked
+    assert [item["sellable"] for item in items] == [4, 0, 1, 5, 2]
+    assert items[1]["version"] == 0
+    # The same objects as the single-SKU answer.
+    assert items[0] == availability(client, skus[3], "web")
+
+
+def test_batch_with_a_location_answers_that_location(client: httpx.Client) -> None:
+    first, second = unique_sku(), unique_sku()
+    post_events(
+        client,
+        [
+            event("receipt", first, "S001", qty=5),
+            event("receipt", first, "S003", qty=20),
+            event("receipt", second, "S003", qty=3),
+        ],
+    )
+
+    response = client.post(
+        "/v1/availability/batch",
+        json={"channel": "pickup", "skus": [first, second], "location": "S001"},
+    )
+
+    assert response.status_code == 200
+    items = response.json()["items"]
+    assert [(i["sku"], i["location"], i["sellable"]) for i in items] == [
+        (first, "S001", 4),
+        (second, "S001", 0),
+    ]
+
+
+@pytest.mark.parametrize("count", [1, 500])
+def test_batch_accepts_1_to_500_skus(client: httpx.Client, count: int) -> None:
+    skus = [unique_sku() for _ in range(count)]
+
+    response = client.post("/v1/availability/batch", json={"channel": "web", "skus": skus})
+
+    assert response.status_code == 200
+    assert [item["sku"] for item in response.json()["items"]] == skus
+
+
+@pytest.mark.parametrize("count", [0, 501])
+def test_batch_refuses_0_or_over_500_skus(client: httpx.Client, count: int) -> None:
+    skus = [unique_sku() for _ in range(count)]
+
+    response = client.post("/v1/availability/batch", json={"channel": "web", "skus": skus})
+
+    error = error_of(response, 422, "invalid_request")
+    assert error["details"][0]["field"] == "skus"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"channel": "web", "skus": ["ok", "not ok"]}, "skus[1]"),
+        ({"channel": "Web!", "skus": ["ok"]}, "channel"),
+        ({"channel": "web", "skus": ["ok"], "location": "S 1"}, "location"),
+        ({"skus": ["ok"]}, "channel"),
+        ({"channel": "web", "skus": "ok"}, "skus"),
+        ({"channel": "web", "skus": [1]}, "skus[0]"),
+    ],
+    ids=["bad-sku", "bad-channel", "bad-location", "no-channel", "skus-not-list", "sku-not-str"],
+)
+def test_batch_refuses_bad_questions_naming_the_field(
+    client: httpx.Client, body: dict[str, object], field: str
+) -> None:
+    response = client.post("/v1/availability/batch", json=body)
+
+    error = error_of(response, 422, "invalid_request")
+    assert [detail["field"] for detail in error["details"]] == [field]
+
+
+def test_batch_with_an_unknown_channel_is_404(client: httpx.Client) -> None:
+    response = client.post("/v1/availability/batch", json={"channel": "nosuch", "skus": ["A"]})
+
+    error_of(response, 404, "unknown_channel")
+
+
+def test_batch_with_malformed_json_is_400(client: httpx.Client) -> None:
+    response = client.post("/v1/availability/batch", content=b'{"channel": "web", "skus": [')
+
+    error_of(response, 400, "malformed_json")
