@@ -8,7 +8,14 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query
 
-from availability.ids import CHANNEL_PATTERN, SKU_PATTERN, is_channel, is_location, is_sku
+from availability.ids import (
+    CHANNEL_PATTERN,
+    PATTERN_MEANINGS,
+    SKU_PATTERN,
+    is_channel,
+    is_location,
+    is_sku,
+)
 
 from .auth import Authorizer
 from .errors import ApiError
@@ -42,10 +49,12 @@ def check_ids(sku: str, channel: str | None = None, location: str | None = None)
     """Refuse malformed ids with 422, naming each bad one (faster than pydantic patterns)."""
     problems = []
     if not is_sku(sku):
-        problems.append({"field": "sku", "message": f"expected {SKU_PATTERN}"})
+        problems.append({"field": "sku", "message": f"Expected {PATTERN_MEANINGS[SKU_PATTERN]}"})
     if channel is not None and not is_channel(channel):
-        problems.append({"field": "channel", "message": f"expected {CHANNEL_PATTERN}"})
+        meaning = PATTERN_MEANINGS[CHANNEL_PATTERN]
+        problems.append({"field": "channel", "message": f"Expected {meaning}"})
     if location is not None and not is_location(location):
-        problems.append({"field": "location", "message": f"expected {SKU_PATTERN}"})
+        meaning = PATTERN_MEANINGS[SKU_PATTERN]
+        problems.append({"field": "location", "message": f"Expected {meaning}"})
     if problems:
         raise ApiError(422, "invalid_request", "the request is invalid", problems)

@@ -31,7 +31,9 @@ class EventsAccepted(Struct, frozen=True):
 class EventsRefusedBody(Struct, frozen=True):
     code: str
     message: str
-    details: list[FieldError]
+    # invalid_events names each refused event; invalid_request (not an array, empty, too
+    # many) refuses the body as a whole and has no details.
+    details: list[FieldError] | None
 
 
 class EventsRefused(Struct, frozen=True):

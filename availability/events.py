@@ -13,7 +13,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from .ids import ChannelName, DocumentId, LocationId, Sku
+from .ids import PATTERN_MEANINGS, ChannelName, DocumentId, LocationId, Sku
 from .timeutil import MICROS_PER_SECOND, to_micros
 
 MAX_QTY: Final = 1_000_000
@@ -150,7 +150,15 @@ def split_error(error: msgspec.MsgspecError) -> tuple[str, str]:
     missing = _MISSING_FIELD.match(message)
     if missing:  # msgspec reports it at the enclosing object: name the field itself
         field = f"{field}.{missing[1]}" if field else missing[1]
-    return field, message
+    return field, _plain_words(message)
+
+
+def _plain_words(message: str) -> str:
+    """Say "expected 1 to 64 of A-Z a-z 0-9 . _ : -" rather than quote a regex."""
+    for pattern, meaning in PATTERN_MEANINGS.items():
+        if f"matching regex {pattern!r}" in message:
+            return message.replace(f"`str` matching regex {pattern!r}", meaning)
+    return message
 
 
 def clock_error(event: Event, now_us: int) -> str | None:

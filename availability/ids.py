@@ -15,11 +15,20 @@ CHANNEL_PATTERN = r"^[a-z0-9_-]{1,32}$(?!\n)"
 # "Printable": no C0/C1 control characters, no DEL.
 DOCUMENT_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]{1,128}$(?!\n)"
 
-Sku = Annotated[str, Meta(pattern=SKU_PATTERN, description="1 to 64 of A-Z a-z 0-9 . _ : -")]
-LocationId = Annotated[str, Meta(pattern=SKU_PATTERN, description="1 to 64 of A-Z a-z 0-9 . _ : -")]
-ChannelName = Annotated[str, Meta(pattern=CHANNEL_PATTERN, description="1 to 32 of a-z 0-9 _ -")]
+# What each pattern means, in the words an error message should use.
+PATTERN_MEANINGS = {
+    SKU_PATTERN: "1 to 64 of A-Z a-z 0-9 . _ : -",
+    CHANNEL_PATTERN: "1 to 32 of a-z 0-9 _ -",
+    DOCUMENT_ID_PATTERN: "1 to 128 printable characters",
+}
+
+Sku = Annotated[str, Meta(pattern=SKU_PATTERN, description=PATTERN_MEANINGS[SKU_PATTERN])]
+LocationId = Annotated[str, Meta(pattern=SKU_PATTERN, description=PATTERN_MEANINGS[SKU_PATTERN])]
+ChannelName = Annotated[
+    str, Meta(pattern=CHANNEL_PATTERN, description=PATTERN_MEANINGS[CHANNEL_PATTERN])
+]
 DocumentId = Annotated[
-    str, Meta(pattern=DOCUMENT_ID_PATTERN, description="1 to 128 printable characters")
+    str, Meta(pattern=DOCUMENT_ID_PATTERN, description=PATTERN_MEANINGS[DOCUMENT_ID_PATTERN])
 ]
 LocationType = Literal["store", "dc", "dropship"]
 

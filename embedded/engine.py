@@ -57,6 +57,11 @@ class EmbeddedEngine:
         self._seq = 0  # the last log entry applied
         self._last_checkpoint = time.monotonic()
         self._rules = CompiledRules(Rules())
+        # Answers already computed, by question, with the SKU version and rules they were
+        # computed from: storefronts ask for the same hot SKUs again and again.
+        self._answers: dict[
+            tuple[str, str, str | None], tuple[int, CompiledRules, Availability]
+        ] = {}
         self._oversold = 0
         self.ready = False
 
@@ -141,14 +146,26 @@ class EmbeddedEngine:
             raise UnknownChannel(f"channel {name!r} is not in the rules")
         return compiled
 
+    def _answer(self, sku: str, channel: CompiledChannel, location: str | None) -> Availability:
+        state, rules = self._read(sku), self._rules
+        question = (sku, channel.name, location)
+        known = self._answers.get(question)
+        if known is not None and known[0] == state.version and known[1] is rules:
+            return known[2]
+        answer = availability(state, rules, channel, location)
+        if len(self._answers) >= 2 * self._settings.cache_skus:
+            self._answers.clear()
+        self._answers[question] = (state.version, rules, answer)
+        return answer
+
     async def availability(self, sku: str, channel: str, location: str | None) -> Availability:
-        return availability(self._read(sku), self._rules, self._channel(channel), location)
+        return self._answer(sku, self._channel(channel), location)
 
     async def availability_batch(
         self, skus: Sequence[str], channel: str, location: str | None
     ) -> list[Availability]:
-        compiled, rules = self._channel(channel), self._rules
-        return [availability(self._read(sku), rules, compiled, location) for sku in skus]
+        compiled = self._channel(channel)
+        return [self._answer(sku, compiled, location) for sku in skus]
 
     async def positions(self, sku: str) -> Positions:
         return positions(self._read(sku), self._rules)

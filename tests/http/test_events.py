@@ -184,9 +184,9 @@ BAD_TYPED_EVENTS: list[tuple[str, dict[str, Any], str]] = [
     ("count-negative", {"type": "count", "counted": -1}, "counted"),
     ("count-missing", {"type": "count"}, "counted"),
     ("order-no-order-id", {"type": "order", "qty": 1}, "order_id"),
-    ("order-bad-channel", {"type": "order", "qty": 1, "order_id": "o", "channel": "W b"}, "channel"),
+    ("order-bad-channel", {"type": "order", "qty": 1, "order_id": "o", "channel": "W"}, "channel"),
     ("return-bad-disposition", {"type": "return", "qty": 1, "disposition": "lost"}, "disposition"),
-    ("transfer-out-no-destination", {"type": "transfer_out", "qty": 1, "transfer_id": "t"}, "to_location"),
+    ("transfer-out-no-to", {"type": "transfer_out", "qty": 1, "transfer_id": "t"}, "to_location"),
     ("transfer-in-no-transfer-id", {"type": "transfer_in", "qty": 1}, "transfer_id"),
 ]  # fmt: skip
 
@@ -224,7 +224,9 @@ def test_an_invalid_event_among_good_ones_rejects_the_whole_batch(
     response = client.post("/v1/events", json=batch)
 
     error = error_of(response, 422, "invalid_events")
-    assert error["details"] == [{"index": 2, "field": field, "message": error["details"][0]["message"]}]
+    assert error["details"] == [
+        {"index": 2, "field": field, "message": error["details"][0]["message"]}
+    ]
     assert error["details"][0]["message"]
     assert "nothing" in error["message"]
     assert_nothing_applied(client, good, other)

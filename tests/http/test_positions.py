@@ -22,9 +22,7 @@ POSITION_FIELDS = {
 }
 
 
-def test_a_sku_never_seen_has_version_zero_and_no_positions(
-    client: httpx.Client, sku: str
-) -> None:
+def test_a_sku_never_seen_has_version_zero_and_no_positions(client: httpx.Client, sku: str) -> None:
     assert positions(client, sku) == {"sku": sku, "version": 0, "positions": []}
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.support.events import event, unique_sku
-from tests.support.server import Server, run_cli, server_pool
+from tests.support.server import Server, free_port, run_cli, server_pool
 
 from .conftest import StartServer
 from .helpers import RULES, availability, error_of, position, positions, post_events
@@ -80,30 +80,51 @@ def test_put_rules_answers_the_document_with_its_defaults(baseline: httpx.Client
 def test_a_rules_change_bumps_the_version_of_skus_whose_answers_change_only(
     baseline: httpx.Client,
 ) -> None:
-    at_store, at_dc, empty_store = unique_sku(), unique_sku(), unique_sku()
+    changed, same_store, at_dc = unique_sku(), unique_sku(), unique_sku()
     post_events(
         baseline,
         [
-            event("receipt", at_store, "S001", qty=10),
+            event("receipt", changed, "S001", qty=10),
+            event("receipt", same_store, "S001", qty=10),
             event("receipt", at_dc, "DC1", qty=10),
-            event("receipt", empty_store, "S001", qty=1),
-            event("sale", empty_store, "S001", qty=1),
         ],
     )
-    before = {sku: positions(baseline, sku)["version"] for sku in (at_store, at_dc, empty_store)}
-    assert availability(baseline, at_store, "web")["sellable"] == 9
+    before = {sku: positions(baseline, sku)["version"] for sku in (changed, same_store, at_dc)}
+    assert availability(baseline, changed, "web")["sellable"] == 9
 
-    # Store safety stock 1 -> 4: only SKUs with stock at a store answer differently.
-    document = BASELINE | {"safety_stock": [{"location_type": "store", "units": 4}]}
-    assert put_rules(baseline, document).status_code == 200
+    # Safety stock of 4 for one SKU: only that SKU answers differently.
+    rules = [{"location_type": "store", "units": 1}, {"sku": changed, "units": 4}]
+    assert put_rules(baseline, BASELINE | {"safety_stock": rules}).status_code == 200
 
-    store_answer = availability(baseline, at_store, "web")
-    assert store_answer["sellable"] == 6
-    assert store_answer["version"] == before[at_store] + 1
-    assert position(baseline, at_store, "S001")["safety_stock"] == 4
+    answer = availability(baseline, changed, "web")
+    assert answer["sellable"] == 6
+    assert answer["version"] == before[changed] + 1
+    assert position(baseline, changed, "S001")["safety_stock"] == 4
+    assert availability(baseline, same_store, "web")["version"] == before[same_store]
     assert availability(baseline, at_dc, "web")["version"] == before[at_dc]
-    # A store position with nothing sellable answers 0 either way: no new version.
-    assert positions(baseline, empty_store)["version"] == before[empty_store]
+
+
+def test_a_safety_stock_change_shows_in_positions_with_a_new_version(
+    baseline: httpx.Client,
+) -> None:
+    sold_out, at_dc = unique_sku(), unique_sku()
+    post_events(
+        baseline,
+        [
+            event("receipt", sold_out, "S001", qty=1),
+            event("sale", sold_out, "S001", qty=1),
+            event("receipt", at_dc, "DC1", qty=10),
+        ],
+    )
+
+    stores = [{"location_type": "store", "units": 4}]
+    assert put_rules(baseline, BASELINE | {"safety_stock": stores}).status_code == 200
+
+    # Sellable stays 0, but the position's safety_stock a reader sees changed.
+    answer = positions(baseline, sold_out)
+    assert answer["version"] == 3
+    assert answer["positions"][0]["safety_stock"] == 4
+    assert positions(baseline, at_dc)["version"] == 1
 
 
 def test_putting_the_same_rules_again_bumps_no_version(baseline: httpx.Client) -> None:
@@ -158,14 +179,21 @@ def test_invalid_rules_are_422_invalid_rules_and_the_old_rules_stay(
     assert (answer["sellable"], answer["version"]) == (9, 1)
 
 
-@pytest.mark.parametrize("body", [b'{"channels": {', b"[]", b'"rules"'], ids=str)
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b'{"channels": {', 400, "malformed_json"),
+        (b"[]", 422, "invalid_rules"),
+        (b'"rules"', 422, "invalid_rules"),
+    ],
+    ids=["malformed", "an-array", "a-string"],
+)
 def test_a_rules_body_that_is_not_a_json_object_is_refused(
-    baseline: httpx.Client, body: bytes
+    baseline: httpx.Client, body: bytes, status: int, code: str
 ) -> None:
     response = baseline.put("/v1/rules", content=body)
 
-    assert response.status_code in {400, 422}
-    error_of(response, response.status_code, "malformed_json" if body.endswith(b"{") else "invalid_rules")
+    error_of(response, status, code)
     assert baseline.get("/v1/rules").json() == BASELINE
 
 
@@ -212,7 +240,15 @@ def test_an_invalid_rules_file_makes_serve_exit_with_a_message(
     path.write_text(text)
 
     result = run_cli(
-        ["serve", "--port", "9", "--data-dir", str(tmp_path / "data"), "--rules", str(path)]
+        [
+            "serve",
+            "--port",
+            str(free_port()),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--rules",
+            str(path),
+        ]
     )
 
     assert result.returncode != 0
@@ -224,7 +260,15 @@ def test_a_missing_rules_file_makes_serve_exit_with_a_message(tmp_path: Path) ->
     missing = tmp_path / "nowhere.json"
 
     result = run_cli(
-        ["serve", "--port", "9", "--data-dir", str(tmp_path / "data"), "--rules", str(missing)]
+        [
+            "serve",
+            "--port",
+            str(free_port()),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--rules",
+            str(missing),
+        ]
     )
 
     assert result.returncode != 0

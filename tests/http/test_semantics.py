@@ -117,11 +117,7 @@ def test_a_transfer_moves_stock_through_inbound(client: httpx.Client, sku: str) 
 
     post_events(
         client,
-        [
-            event(
-                "transfer_out", sku, "DC1", minute=1, qty=4, transfer_id="t-1", to_location="S001"
-            )
-        ],
+        [event("transfer_out", sku, "DC1", minute=1, qty=4, transfer_id="t-1", to_location="S001")],
     )
     assert position(client, sku, "DC1")["on_hand"] == 6
     shipped = position(client, sku, "S001")
@@ -139,11 +135,7 @@ def test_a_transfer_in_before_its_transfer_out_ends_in_the_same_state(
     post_events(client, [event("transfer_in", sku, "S001", minute=2, qty=4, transfer_id="t-1")])
     post_events(
         client,
-        [
-            event(
-                "transfer_out", sku, "DC1", minute=1, qty=4, transfer_id="t-1", to_location="S001"
-            )
-        ],
+        [event("transfer_out", sku, "DC1", minute=1, qty=4, transfer_id="t-1", to_location="S001")],
     )
 
     store = position(client, sku, "S001")

@@ -166,11 +166,15 @@ class Server:
         self.stop()
         return self.start(rules_file)
 
-    def log_tail(self) -> str:
+    def log(self) -> str:
+        """Everything the process (and its restarts) wrote to stdout and stderr."""
         try:
-            return self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
+            return self.log_path.read_text(errors="replace")
         except OSError:
-            return "(no log)"
+            return ""
+
+    def log_tail(self) -> str:
+        return self.log()[-LOG_TAIL_CHARS:] or "(no log)"
 
 
 @contextmanager

@@ -187,7 +187,9 @@ def wire(type_: str, **changes: Any) -> dict[str, Any]:
 MISSING: Final = object()
 
 
-def decode_all(objects: Iterable[object], now_us: int = NOW_US) -> tuple[list[Event], list[FieldError]]:
+def decode_all(
+    objects: Iterable[object], now_us: int = NOW_US
+) -> tuple[list[Event], list[FieldError]]:
     items = [msgspec.Raw(msgspec.json.encode(obj)) for obj in objects]
     return decode_batch_items(items, now_us)
 

@@ -83,12 +83,24 @@ def test_a_valid_event_of_each_type_decodes_to_its_struct(type_: str) -> None:
         ),
         pytest.param(wire("count", counted=0), lambda e: e.counted == 0, id="count-of-zero"),
         pytest.param(wire("sale", qty=1_000_000), lambda e: e.qty == 1_000_000, id="qty-max"),
-        pytest.param(wire("adjust", delta=-1_000_000), lambda e: e.delta == -1_000_000, id="delta-min"),
-        pytest.param(wire("adjust", delta=1_000_000), lambda e: e.delta == 1_000_000, id="delta-max"),
-        pytest.param(wire("sale", event_id="x" * 128), lambda e: len(e.event_id) == 128, id="event_id-128"),
-        pytest.param(wire("sale", event_id="café ☕ #1"), lambda e: e.event_id == "café ☕ #1", id="event_id-unicode"),
+        pytest.param(
+            wire("adjust", delta=-1_000_000), lambda e: e.delta == -1_000_000, id="delta-min"
+        ),
+        pytest.param(
+            wire("adjust", delta=1_000_000), lambda e: e.delta == 1_000_000, id="delta-max"
+        ),
+        pytest.param(
+            wire("sale", event_id="x" * 128), lambda e: len(e.event_id) == 128, id="event_id-128"
+        ),
+        pytest.param(
+            wire("sale", event_id="café ☕ #1"),
+            lambda e: e.event_id == "café ☕ #1",
+            id="event_id-unicode",
+        ),
         pytest.param(wire("sale", sku="A" * 64), lambda e: len(e.sku) == 64, id="sku-64"),
-        pytest.param(wire("sale", sku="a.B_c:9-z"), lambda e: e.sku == "a.B_c:9-z", id="sku-alphabet"),
+        pytest.param(
+            wire("sale", sku="a.B_c:9-z"), lambda e: e.sku == "a.B_c:9-z", id="sku-alphabet"
+        ),
         pytest.param(
             wire("sale", occurred_at="2026-11-22T12:00:00+02:00"),
             lambda e: e.occurred_us == T0_US,
@@ -157,7 +169,11 @@ BAD_EVENTS = [
     ("transfer_out-transfer_id-missing", wire("transfer_out", transfer_id=MISSING), "transfer_id"),
     ("transfer_out-to_location-bad", wire("transfer_out", to_location="DC 1"), "to_location"),
     ("transfer_out-to_location-missing", wire("transfer_out", to_location=MISSING), "to_location"),
-    ("transfer_in-transfer_id-129-chars", wire("transfer_in", transfer_id="t" * 129), "transfer_id"),
+    (
+        "transfer_in-transfer_id-129-chars",
+        wire("transfer_in", transfer_id="t" * 129),
+        "transfer_id",
+    ),
     ("receipt-po_id-empty", wire("receipt", po_id=""), "po_id"),
     ("adjust-delta-zero", wire("adjust", delta=0), "delta"),
     ("adjust-delta-over-a-million", wire("adjust", delta=1_000_001), "delta"),

@@ -47,9 +47,7 @@ HOUR_MIN = 60
     ("events", "expected"),
     [
         pytest.param([sale(3)], {STORE: Figures(on_hand=-3)}, id="sale-takes-stock-at-once"),
-        pytest.param(
-            [receipt(10), sale(3)], {STORE: Figures(on_hand=7)}, id="sale-after-receipt"
-        ),
+        pytest.param([receipt(10), sale(3)], {STORE: Figures(on_hand=7)}, id="sale-after-receipt"),
         pytest.param([order(4)], {STORE: Figures(reserved=4)}, id="order-reserves"),
         pytest.param(
             [order(4), order(2)], {STORE: Figures(reserved=6)}, id="order-adds-to-its-document"
@@ -124,9 +122,7 @@ HOUR_MIN = 60
         pytest.param(
             [receipt(10, po_id="PO-1")], {STORE: Figures(on_hand=10)}, id="receipt-with-po_id"
         ),
-        pytest.param(
-            [receipt(10), adjust(-3)], {STORE: Figures(on_hand=7)}, id="adjust-down"
-        ),
+        pytest.param([receipt(10), adjust(-3)], {STORE: Figures(on_hand=7)}, id="adjust-down"),
         pytest.param([adjust(5)], {STORE: Figures(on_hand=5)}, id="adjust-up"),
         pytest.param(
             [receipt(10, minutes=0), count(7, minutes=1)],
@@ -166,9 +162,7 @@ def test_a_transfer_out_to_its_own_location_ships_to_itself() -> None:
 @pytest.mark.parametrize(
     "events",
     [
-        pytest.param(
-            [receipt(10), order(5), pick(3, "O1"), cancel(1)], id="order-pick-cancel"
-        ),
+        pytest.param([receipt(10), order(5), pick(3, "O1"), cancel(1)], id="order-pick-cancel"),
         pytest.param(
             [order(5, "O1"), order(2, "O2"), pick(6, "O1"), cancel(2, "O2")],
             id="two-orders-over-picked-and-cancelled",
@@ -360,7 +354,9 @@ def test_a_pick_before_the_count_still_closes_its_order() -> None:
 
 
 def test_a_transfer_before_the_count_still_moves_its_document() -> None:
-    state, _ = apply_all([transfer_out(4, to=STORE, minutes=0), count(9, location=STORE, minutes=20)])
+    state, _ = apply_all(
+        [transfer_out(4, to=STORE, minutes=0), count(9, location=STORE, minutes=20)]
+    )
 
     apply_event(state, transfer_in(4, location=STORE, minutes=10), NOW_US)
 
@@ -399,6 +395,7 @@ def test_a_stale_count_redelivered_is_a_duplicate() -> None:
     state, applied = apply_all([count(7, minutes=20), stale, stale])
 
     assert [a.outcome for a in applied] == [Outcome.APPLIED, Outcome.STALE, Outcome.DUPLICATE]
+    assert state.positions[STORE].on_hand == 7
 
 
 def test_two_counts_at_the_same_time_resolve_by_event_id_in_any_order() -> None:
@@ -613,7 +610,11 @@ def test_documents_with_nothing_open_are_kept_inside_the_dedup_window() -> None:
 def test_a_closed_document_touched_recently_is_kept() -> None:
     # The document's newest event, not its first, decides when it ages out.
     state, _ = apply_all(
-        [order(5, "O1", minutes=0), pick(5, "O1", minutes=6 * DAY_MIN), receipt(1, minutes=8 * DAY_MIN)]
+        [
+            order(5, "O1", minutes=0),
+            pick(5, "O1", minutes=6 * DAY_MIN),
+            receipt(1, minutes=8 * DAY_MIN),
+        ]
     )
 
     compact(state)
@@ -721,4 +722,4 @@ def test_a_batch_applies_on_top_of_the_loaded_state() -> None:
 
     assert result.touched[SKU] is stored
     assert stored.positions[STORE].on_hand == 6
-    assert us(1) == stored.newest_at
+    assert stored.newest_at == us(1)

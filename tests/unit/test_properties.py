@@ -3,11 +3,13 @@
 The events are realistic: a few SKUs, locations, orders and transfers, each order living at
 one location and each transfer going one way, every `occurred_at` inside 24 hours so that
 both the dedup window (7 days) and the reconciliation window (48 hours) hold all of them.
-Times fall on half hours so that events, counts included, often share an instant.
+Times fall on half hours, and often on one of a few busy instants, so that events, counts
+included, often share an instant: the ties are where an off-by-one hides.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any, Final
@@ -34,9 +36,15 @@ from availability.events import Cancel as CancelEvent
 from availability.processing import apply_event
 from availability.rules import CompiledRules, rules_from_object
 from availability.state import SkuState
-from availability.views import availability, channel_quantities, eligible_sellable, positions
+from availability.views import (
+    availability,
+    channel_quantities,
+    channel_quantity,
+    eligible_sellable,
+    positions,
+)
 
-from .factories import NOW_US, T0
+from .factories import NOW_US, T0, Figures, figures
 
 PROPERTY: Final = settings(max_examples=200, deadline=None)
 
@@ -47,7 +55,10 @@ ORDER_AT: Final = {"O1": "S001", "O2": "DC1", "O3": "S002"}  # order id -> its l
 TRANSFER_ROUTE: Final = {"T1": ("DC1", "S001"), "T2": ("DC1", "S002"), "T3": ("S001", "S002")}
 
 HALF_HOURS_IN_A_DAY: Final = 48
-times = st.integers(0, HALF_HOURS_IN_A_DAY).map(lambda n: T0 + timedelta(minutes=30 * n))
+BUSY_HALF_HOURS: Final = (0, 20, 21, 48)
+times = st.one_of(st.sampled_from(BUSY_HALF_HOURS), st.integers(0, HALF_HOURS_IN_A_DAY)).map(
+    lambda n: T0 + timedelta(minutes=30 * n)
+)
 qtys = st.integers(1, 20)
 
 
@@ -109,7 +120,11 @@ def _numbered(events: list[Event]) -> list[Event]:
 event_sets = st.lists(inventory_events(), max_size=30).map(_numbered)
 
 _scopes = st.sampled_from(
-    [{}, *({"location": loc} for loc in LOCATIONS), *({"location_type": t} for t in ("dc", "store"))]
+    [
+        {},
+        *({"location": loc} for loc in LOCATIONS),
+        *({"location_type": t} for t in ("dc", "store")),
+    ]
 )
 safety_rules = st.builds(
     lambda scope, sku, units: {**scope, **sku, "units": units},
@@ -238,3 +253,89 @@ def test_no_channel_quantity_exceeds_its_pool_or_its_cap(
                 own = {e.location: e.sellable for e in eligible_sellable(state, rules, channel)}
                 at_location = availability(state, rules, channel, location=location).sellable
                 assert 0 <= at_location <= own.get(location, 0)
+
+
+def _reference_figures(events: Sequence[Event]) -> dict[tuple[str, str], Figures]:
+    """SPEC sections 2 and 3 written as directly as possible, for a set of events that all
+    apply: on_hand is the last count (by time, then event id) plus every on-hand effect after
+    it, or the sum of every effect without a count; reserved and inbound come from documents."""
+    on_hand_effects: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+    counts: dict[tuple[str, str], list[Count]] = defaultdict(list)
+    orders: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    transfers: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    unsellable: dict[tuple[str, str], int] = defaultdict(int)
+    keys: set[tuple[str, str]] = set()
+    for e in events:
+        key = (e.sku, e.location)
+        keys.add(key)
+        effect = 0
+        match e:
+            case Sale():
+                effect = -e.qty
+            case Pick():
+                effect = -e.qty
+                if e.order_id is not None:
+                    orders[(*key, e.order_id)][1] += e.qty
+            case Order():
+                orders[(*key, e.order_id)][0] += e.qty
+            case CancelEvent():
+                orders[(*key, e.order_id)][2] += e.qty
+            case Return():
+                if e.disposition == "sellable":
+                    effect = e.qty
+                else:
+                    unsellable[key] += e.qty
+            case TransferOut():
+                effect = -e.qty
+                keys.add((e.sku, e.to_location))
+                transfers[(e.sku, e.to_location, e.transfer_id)][0] += e.qty
+            case TransferIn():
+                effect = e.qty
+                transfers[(*key, e.transfer_id)][1] += e.qty
+            case Receipt():
+                effect = e.qty
+            case Adjust():
+                effect = e.delta
+            case Count():
+                counts[key].append(e)
+        if effect:
+            on_hand_effects[key].append((e.occurred_us, effect))
+
+    figures: dict[tuple[str, str], Figures] = {}
+    for key in keys:
+        if counts[key]:
+            last = max(counts[key], key=lambda c: (c.occurred_us, c.event_id))
+            later = sum(d for at, d in on_hand_effects[key] if at > last.occurred_us)
+            on_hand = last.counted + later
+        else:
+            on_hand = sum(d for _, d in on_hand_effects[key])
+        reserved = sum(
+            max(0, o - p - c) for (*k, _), (o, p, c) in orders.items() if tuple(k) == key
+        )
+        inbound = sum(max(0, s - r) for (*k, _), (s, r) in transfers.items() if tuple(k) == key)
+        figures[key] = Figures(on_hand, reserved, inbound, unsellable[key])
+    return figures
+
+
+@PROPERTY
+@given(events=event_sets, data=st.data())
+def test_positions_match_the_spec_read_literally(events: list[Event], data: st.DataObject) -> None:
+    arrival = data.draw(st.permutations(events), label="arrival order")
+
+    states = _apply(arrival)
+
+    assert {
+        (sku, location): figure
+        for sku, state in states.items()
+        for location, figure in figures(state).items()
+    } == _reference_figures(events)
+
+
+@PROPERTY
+@given(pool=st.integers(0, 10**9), percent=st.integers(0, 100))
+def test_a_share_is_applied_exactly_as_written(pool: int, percent: int) -> None:
+    channel = CompiledRules(
+        rules_from_object({"channels": {"web": {"share": percent / 100}}})
+    ).channels["web"]
+
+    assert channel_quantity(channel, pool) == pool * percent // 100

@@ -75,7 +75,10 @@ def test_an_empty_document_means_no_rules() -> None:
         pytest.param({"channels": {"click_and-collect2": {}}}, id="channel-name-alphabet"),
         pytest.param({"channels": {"c" * 32: {}}}, id="channel-name-32"),
         pytest.param({"locations": {"D001": {"type": "dropship"}}}, id="dropship"),
-        pytest.param({"safety_stock": [{"sku": "SKU-1", "location_type": "dc", "units": 3}]}, id="sku-and-type"),
+        pytest.param(
+            {"safety_stock": [{"sku": "SKU-1", "location_type": "dc", "units": 3}]},
+            id="sku-and-type",
+        ),
     ],
 )
 def test_boundary_documents_are_valid(document: dict[str, Any]) -> None:
@@ -119,9 +122,17 @@ BAD_RULES = [
     ("location-type-missing", {"locations": {"X1": {}}}, "type"),
     ("location-id-bad", {"locations": {"X 1": {"type": "dc"}}}, "locations"),
     ("default_location_type-unknown", {"default_location_type": "mall"}, "default_location_type"),
-    ("channel-location_types-unknown", _channel(location_types=["dc", "mall"]), "location_types[1]"),
+    (
+        "channel-location_types-unknown",
+        _channel(location_types=["dc", "mall"]),
+        "location_types[1]",
+    ),
     ("channel-locations-bad-id", _channel(locations=["S 1"]), "locations[0]"),
-    ("safety-location_type-unknown", _safety({"location_type": "shop", "units": 1}), "location_type"),
+    (
+        "safety-location_type-unknown",
+        _safety({"location_type": "shop", "units": 1}),
+        "location_type",
+    ),
     ("safety-sku-bad", _safety({"sku": "SKU 1", "units": 1}), "sku"),
     ("channel-name-uppercase", {"channels": {"Web": {}}}, "channels"),
     ("channel-name-space", {"channels": {"web shop": {}}}, "channels"),
@@ -167,7 +178,11 @@ def test_safety_stock_with_both_location_and_location_type_says_why() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [pytest.param(b"", id="empty"), pytest.param(b"[]", id="array"), pytest.param(b"{", id="truncated")],
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(b"[]", id="array"),
+        pytest.param(b"{", id="truncated"),
+    ],
 )
 def test_a_body_that_is_not_a_rules_object_is_invalid_rules(body: bytes) -> None:
     with pytest.raises(InvalidRules):
@@ -245,7 +260,10 @@ def test_the_rule_order_in_the_document_does_not_matter() -> None:
 
 def test_a_sku_rule_for_another_location_falls_back_to_the_general_levels() -> None:
     rules = compiled(
-        safety_stock=[{"sku": SKU, "location": DC, "units": 7}, {"location_type": "store", "units": 2}]
+        safety_stock=[
+            {"sku": SKU, "location": DC, "units": 7},
+            {"location_type": "store", "units": 2},
+        ]
     )
 
     assert rules.safety_stock(SKU, STORE) == 2

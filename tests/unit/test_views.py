@@ -266,7 +266,9 @@ def test_positions_show_every_figure_sorted_by_location() -> None:
 
     assert view.sku == SKU
     assert view.version == 5
-    assert [(p.location, p.on_hand, p.reserved, p.inbound, p.unsellable) for p in view.positions] == [
+    assert [
+        (p.location, p.on_hand, p.reserved, p.inbound, p.unsellable) for p in view.positions
+    ] == [
         (DC, -3, 0, 0, 0),
         (STORE, 8, 4, 3, 2),
     ]
