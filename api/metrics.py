@@ -55,8 +55,9 @@ class ApiMetrics:
         for drift in result.drifts:
             self.drift.observe(abs(drift))
 
-    def record_invalid(self, count: int) -> None:
-        self.events.labels("unknown", "invalid").inc(count)
+    def record_invalid(self, types: dict[str, int]) -> None:
+        for event_type, count in types.items():
+            self.events.labels(event_type, "invalid").inc(count)
 
 
 class RequestTimer:

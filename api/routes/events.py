@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from availability import decode_batch_items, decode_raw_list
 from availability.batch import event_type
+from availability.events import EVENT_TYPES
 
 from ..body import MAX_EVENTS_BODY, read_body
 from ..deps import Services
@@ -28,6 +29,22 @@ _EVENTS_BODY: Final = {
         ),
     }
 }
+
+
+class _TypeOnly(msgspec.Struct):
+    type: str = "unknown"
+
+
+_type_decoder: Final = msgspec.json.Decoder(_TypeOnly)
+
+
+def type_of(raw: msgspec.Raw) -> str:
+    """The `type` of a refused event when it is one of ours, for the metric's label."""
+    try:
+        claimed = _type_decoder.decode(raw).type
+    except msgspec.MsgspecError:
+        return "unknown"
+    return claimed if claimed in EVENT_TYPES else "unknown"
 
 
 def events_router(services: Services) -> APIRouter:
@@ -74,7 +91,9 @@ def events_router(services: Services) -> APIRouter:
             )
         events, refused = decode_batch_items(items, services.clock_micros())
         if refused:
-            services.metrics.record_invalid(len(items))
+            services.metrics.record_invalid(
+                Counter(type_of(items[index]) for index in {error.index for error in refused})
+            )
             raise ApiError(
                 422,
                 "invalid_events",

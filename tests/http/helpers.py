@@ -56,7 +56,9 @@ def positions(client: httpx.Client, sku: str) -> dict[str, Any]:
 
 
 def position(client: httpx.Client, sku: str, location: str) -> dict[str, Any]:
-    found = [p for p in positions(client, sku)["positions"] if p["location"] == location]
+    found: list[dict[str, Any]] = [
+        p for p in positions(client, sku)["positions"] if p["location"] == location
+    ]
     assert len(found) == 1, f"{sku} has no position at {location}"
     return found[0]
 

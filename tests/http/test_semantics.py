@@ -102,11 +102,10 @@ def test_a_pick_before_its_order_ends_in_the_same_state(client: httpx.Client) ->
     in_order, reversed_ = unique_sku(), unique_sku()
     for sku in (in_order, reversed_):
         post_events(client, [event("receipt", sku, "DC1", minute=0, qty=10)])
-    order = {"qty": 3, "order_id": "o-1"}
-    post_events(client, [event("order", in_order, "DC1", minute=1, **order)])
-    post_events(client, [event("pick", in_order, "DC1", minute=2, **order)])
-    post_events(client, [event("pick", reversed_, "DC1", minute=2, **order)])
-    post_events(client, [event("order", reversed_, "DC1", minute=1, **order)])
+    post_events(client, [event("order", in_order, "DC1", minute=1, qty=3, order_id="o-1")])
+    post_events(client, [event("pick", in_order, "DC1", minute=2, qty=3, order_id="o-1")])
+    post_events(client, [event("pick", reversed_, "DC1", minute=2, qty=3, order_id="o-1")])
+    post_events(client, [event("order", reversed_, "DC1", minute=1, qty=3, order_id="o-1")])
 
     assert position(client, in_order, "DC1") == position(client, reversed_, "DC1")
     assert position(client, reversed_, "DC1")["reserved"] == 0
