@@ -14,7 +14,10 @@ import msgspec
 from msgspec import Struct
 
 
-class OrderDoc(Struct, array_like=True):
+# gc=False: these records hold no reference cycles, and a service holding a few hundred
+# thousand of them otherwise pays for them in every full collection (a p99 of 150 ms
+# instead of 20 ms on a read benchmark).
+class OrderDoc(Struct, array_like=True, gc=False):
     ordered: int = 0
     picked: int = 0
     cancelled: int = 0
@@ -25,7 +28,7 @@ class OrderDoc(Struct, array_like=True):
         return max(0, self.ordered - self.picked - self.cancelled)
 
 
-class TransferDoc(Struct, array_like=True):
+class TransferDoc(Struct, array_like=True, gc=False):
     shipped: int = 0
     received: int = 0
     last_at: int = 0
@@ -35,7 +38,7 @@ class TransferDoc(Struct, array_like=True):
         return max(0, self.shipped - self.received)
 
 
-class Position(Struct):
+class Position(Struct, gc=False):
     """One SKU at one location. `reserved` and `inbound` cache the sums over documents."""
 
     on_hand: int = 0
@@ -58,7 +61,7 @@ class Position(Struct):
         return self.on_hand - self.reserved < 0
 
 
-class SkuState(Struct):
+class SkuState(Struct, gc=False):
     sku: str
     version: int = 0
     updated_at: int = 0  # server time (µs) of the last version change

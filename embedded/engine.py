@@ -39,8 +39,8 @@ from .store import DeadLetterRecord, LogEntry, RocksStore
 
 # A checkpoint writes every dirty SKU in one go, pausing the loop for roughly 15 µs per SKU:
 # these bounds keep that pause short while still writing a busy SKU once per many batches.
-CHECKPOINT_DIRTY_SKUS: Final = 5_000
-CHECKPOINT_SECONDS: Final = 2.0
+CHECKPOINT_DIRTY_SKUS: Final = 50_000
+CHECKPOINT_SECONDS: Final = 5.0
 
 
 def wall_clock_micros() -> int:
