@@ -1,5 +1,6 @@
 """Answers are encoded by msgspec straight to bytes: FastAPI's default encoder walks every
-object through jsonable_encoder, several times slower on batch answers."""
+object through jsonable_encoder, several times slower on batch answers. A `msgspec.Raw`
+(an answer already encoded, as the streaming mode reads it from Redis) is sent as it is."""
 
 from __future__ import annotations
 

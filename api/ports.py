@@ -5,20 +5,31 @@ routes never change between the two."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, TypeAlias
+
+from msgspec import Raw
 
 from availability import Availability, Event, Positions, Rules
 from availability.batch import BatchResult
 
+# An answer as a value, or as the same JSON already encoded: the streaming mode's Redis holds
+# ready answers, and sending their bytes as they are saves a decode and an encode per read.
+AvailabilityAnswer: TypeAlias = Availability | Raw
+PositionsAnswer: TypeAlias = Positions | Raw
+
 
 class ReadModel(Protocol):
-    async def availability(self, sku: str, channel: str, location: str | None) -> Availability: ...
+    async def availability(
+        self, sku: str, channel: str, location: str | None
+    ) -> AvailabilityAnswer: ...
 
     async def availability_batch(
         self, skus: Sequence[str], channel: str, location: str | None
-    ) -> list[Availability]: ...
+    ) -> Sequence[AvailabilityAnswer]:
+        """One answer per SKU, in the order asked."""
+        ...
 
-    async def positions(self, sku: str) -> Positions: ...
+    async def positions(self, sku: str) -> PositionsAnswer: ...
 
 
 class Ingest(Protocol):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Final
 
-from msgspec import Meta, Struct
+from msgspec import Meta, Raw, Struct
 
 from availability import Availability
 from availability.events import FieldError
@@ -21,7 +22,17 @@ class BatchQuestion(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class AvailabilityBatch(Struct, frozen=True):
+    """The batch answer as documented (OpenAPI)."""
+
     items: list[Availability]
+
+
+class AvailabilityBatchAnswer(Struct, frozen=True):
+    """The batch answer as encoded: an item may be an answer the read model already holds as
+    JSON (streaming mode), sent as it is. Its schema is AvailabilityBatch's, which stays
+    precise where `Availability | Raw` would document an item as anything at all."""
+
+    items: Sequence[Availability | Raw]
 
 
 class EventsAccepted(Struct, frozen=True):

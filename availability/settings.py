@@ -26,3 +26,7 @@ class Settings(Struct, frozen=True, kw_only=True):
     kafka_bootstrap: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
     partitions: int = 8
+    topic_prefix: str = ""
+    app_id: str = "availability"
+    standby_replicas: int = 1
+    metrics_port: int = 9102

@@ -30,6 +30,22 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--rules", dest="rules_file", help="rules document, JSON or YAML, applied at start"
     )
+    api = commands.add_parser(
+        "api", help="the streaming mode's HTTP API: reads Redis, writes events and rules to Kafka"
+    )
+    api.add_argument("--host", help="address to bind (AVAIL_HOST, default 127.0.0.1)")
+    api.add_argument("--port", type=int, help="port (AVAIL_PORT, default 8000)")
+    api.add_argument(
+        "--rules",
+        dest="rules_file",
+        help="rules document, JSON or YAML, published at start when it differs from the last",
+    )
+    worker = commands.add_parser(
+        "worker", help="the streaming mode's stream processor (faust) on Kafka, publishing to Redis"
+    )
+    worker.add_argument(
+        "--data-dir", dest="data_dir", help="table state directory (AVAIL_DATA_DIR, default ./var)"
+    )
     return parser
 
 
@@ -80,6 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(settings)
+        if args.command == "api":
+            from .streaming_api import run_api
+
+            return run_api(settings)
+        if args.command == "worker":
+            from .worker import run_worker
+
+            return run_worker(settings)
     except InvalidRules as exc:
         print(f"availability: invalid rules: {exc}", file=sys.stderr)
         return 2

@@ -64,6 +64,10 @@ def settings_from(env: Mapping[str, str], args: argparse.Namespace | None = None
         "kafka_bootstrap": env.get("AVAIL_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         "redis_url": env.get("AVAIL_REDIS_URL", "redis://127.0.0.1:6379/0"),
         "partitions": _int(env, "AVAIL_PARTITIONS", 8, minimum=1),
+        "topic_prefix": env.get("AVAIL_TOPIC_PREFIX", ""),
+        "app_id": env.get("AVAIL_APP_ID", "availability"),
+        "standby_replicas": _int(env, "AVAIL_STANDBY_REPLICAS", 1),
+        "metrics_port": _int(env, "AVAIL_METRICS_PORT", 9102, minimum=1),
     }
     if args is not None:
         for flag in ("host", "port", "data_dir", "rules_file"):

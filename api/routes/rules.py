@@ -24,7 +24,11 @@ def rules_router(services: Services) -> APIRouter:
         summary="The rules in force",
         responses={
             **answer(200, "the rules document", "Rules"),
-            **errors((401, "unauthorized"), (403, "forbidden: the key lacks `read`")),
+            **errors(
+                (401, "unauthorized"),
+                (403, "forbidden: the key lacks `read`"),
+                (503, "not_ready: the rules in force are not known yet (Kafka); retry"),
+            ),
         },
     )
     async def get_rules() -> Response:
@@ -43,6 +47,7 @@ def rules_router(services: Services) -> APIRouter:
                 (422, "invalid_rules: what is wrong and where; the old rules stay"),
                 (401, "unauthorized"),
                 (403, "forbidden: the key lacks `admin`"),
+                (503, "not_ready: the rules could not be stored or announced (Kafka); retry"),
             ),
         },
     )

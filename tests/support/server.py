@@ -1,4 +1,5 @@
-"""Run `availability serve` as a real process on a free loopback port, for tests over HTTP.
+"""Run `availability serve` (or `availability api`) as a real process on a free loopback
+port, for tests over HTTP.
 
 The server gets exactly the AVAIL_* variables a test gives it (none leak in from the
 environment the tests run in), writes its output to a log file whose tail is shown when it
@@ -71,6 +72,9 @@ def run_cli(
 class Server:
     """One `availability serve` process on one data directory; restartable on the same one."""
 
+    # Started means this answers 200.
+    ready_path = "/readyz"
+
     def __init__(
         self,
         data_dir: Path,
@@ -105,8 +109,7 @@ class Server:
             raise RuntimeError("the server is already running")
         rules = rules_file or self.rules_file
         self.port = free_port()
-        args = ["serve", "--host", LOOPBACK, "--port", str(self.port)]
-        args += ["--data-dir", str(self.data_dir), *self.extra_args]
+        args = self.command_args()
         if rules is not None:
             args += ["--rules", str(rules)]
         with self.log_path.open("ab") as log:
@@ -122,6 +125,11 @@ class Server:
         self._wait_ready()
         return self
 
+    def command_args(self) -> list[str]:
+        """The command line, but for --rules."""
+        args = ["serve", "--host", LOOPBACK, "--port", str(self.port)]
+        return [*args, "--data-dir", str(self.data_dir), *self.extra_args]
+
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         with httpx.Client(base_url=self.url, timeout=1.0, trust_env=False) as probe:
@@ -129,7 +137,7 @@ class Server:
                 if not self.running:
                     raise ServerFailed(f"the server exited at start:\n{self.log_tail()}")
                 try:
-                    if probe.get("/readyz").status_code == 200:
+                    if probe.get(self.ready_path).status_code == 200:
                         return
                 except httpx.TransportError:
                     pass
@@ -175,6 +183,17 @@ class Server:
 
     def log_tail(self) -> str:
         return self.log()[-LOG_TAIL_CHARS:] or "(no log)"
+
+
+class ApiServer(Server):
+    """One `availability api` process (the streaming mode). It keeps nothing on disk:
+    `data_dir` only names its log. It counts as started once /healthz answers, since being
+    ready also takes Kafka, Redis and the workers, which each test arranges itself."""
+
+    ready_path = "/healthz"
+
+    def command_args(self) -> list[str]:
+        return ["api", "--host", LOOPBACK, "--port", str(self.port), *self.extra_args]
 
 
 @contextmanager

@@ -1,0 +1,61 @@
+"""/readyz in the streaming mode: ready when Redis answers, Kafka answers, the rules in force
+are known, and every partition's SKUs are published (a worker owns each and has written all
+of it since it took it over; a flushed Redis, or workers still rebuilding, are not ready)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from availability.published import ready_key
+
+from .kafka_link import KafkaLink
+from .rules_follower import RulesFollower
+
+PROBE_TIMEOUT_S: Final = 2.0
+
+
+class StreamingHealth:
+    def __init__(
+        self,
+        redis: Redis,
+        namespace: str,
+        partitions: int,
+        kafka: KafkaLink,
+        rules: RulesFollower,
+    ) -> None:
+        self._redis = redis
+        self._namespace = namespace
+        self._partitions = partitions
+        self._kafka = kafka
+        self._rules = rules
+
+    async def readiness(self) -> dict[str, bool]:
+        redis_up, published = await self._redis_checks()
+        return {
+            "redis": redis_up,
+            "kafka": await self._kafka.reachable(),
+            "rules": self._rules.ready,
+            "partitions": published,
+        }
+
+    async def _redis_checks(self) -> tuple[bool, bool]:
+        """Whether Redis answers, and whether every partition is in the ready hash."""
+        fields = [str(p) for p in range(self._partitions)]
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.ping()
+                    pipe.hmget(ready_key(self._namespace), fields)
+                    _, workers = await pipe.execute()
+        except (RedisError, TimeoutError):
+            return False, False
+        return True, all(workers)
+
+    def oversold_positions(self) -> int:
+        # The workers hold the positions and export this gauge themselves; an API process
+        # reports 0 so that summing over every process counts each position once.
+        return 0

@@ -1,0 +1,112 @@
+"""The streaming API's connections and their lifetime.
+
+Redis connects lazily, per request, so a Redis outage only refuses reads. Kafka is connected
+in a background task that retries until it succeeds (topics, producer, rules topic, rules
+given at start): the process starts and serves /healthz whatever the state of Kafka, and
+/readyz says what is missing meanwhile. Shutdown closes everything it opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Final
+
+from aiokafka.errors import KafkaError
+from fastapi import FastAPI
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from availability import AvailabilityError, Rules
+from availability.topics import Names
+
+from .health import StreamingHealth
+from .kafka_ingest import KafkaIngest
+from .kafka_link import KafkaLink
+from .redis_read_model import RedisReadModel
+from .rules_follower import RulesFollower
+from .topics_admin import ensure_topics
+
+log = logging.getLogger("availability.api.streaming")
+
+RETRY_FIRST_S: Final = 0.5
+RETRY_MAX_S: Final = 10.0
+# Connections per process: every request holds one for one round trip, so this bounds
+# Redis connections at about the requests in flight, and a burst waits for a free one.
+REDIS_MAX_CONNECTIONS: Final = 64
+REDIS_WAIT_S: Final = 2.0  # for a free connection, before the read answers 503
+REDIS_SOCKET_TIMEOUT_S: Final = 2.0
+
+
+class StreamingRuntime:
+    def __init__(
+        self,
+        *,
+        kafka_bootstrap: str,
+        redis_url: str,
+        names: Names,
+        partitions: int,
+        rules_at_start: Rules | None = None,
+    ) -> None:
+        self.names = names
+        self.partitions = partitions
+        self.redis = Redis.from_pool(
+            BlockingConnectionPool.from_url(
+                redis_url,
+                max_connections=REDIS_MAX_CONNECTIONS,
+                timeout=REDIS_WAIT_S,
+                socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+                socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
+            )
+        )
+        self.kafka = KafkaLink(kafka_bootstrap)
+        self.rules = RulesFollower(self.kafka, names, partitions, rules_at_start)
+        namespace = names.redis_namespace
+        self.read = RedisReadModel(self.redis, namespace, partitions, self.rules)
+        self.ingest = KafkaIngest(self.kafka, names, partitions)
+        self.health = StreamingHealth(self.redis, namespace, partitions, self.kafka, self.rules)
+        self._connecting: asyncio.Task[None] | None = None
+
+    @asynccontextmanager
+    async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        self._connecting = asyncio.create_task(self._connect(), name="connect-kafka")
+        try:
+            yield
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        task, self._connecting = self._connecting, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.rules.stop()
+        await self.kafka.close()
+        await self.redis.aclose()
+
+    async def _connect(self) -> None:
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                await ensure_topics(self.kafka.bootstrap, self.names, self.partitions)
+                await self.kafka.connect()
+                await self.rules.start()
+            except (KafkaError, OSError, TimeoutError, AvailabilityError) as exc:
+                log.warning(
+                    "Kafka at %s is not usable yet (%s); retrying in %.1f s",
+                    self.kafka.bootstrap,
+                    exc,
+                    delay,
+                )
+            except Exception:
+                # Not an outage we know of, but the process must not stay unready for good
+                # because of one: say what it was, and try again.
+                log.exception("connecting to Kafka failed; retrying in %.1f s", delay)
+            else:
+                log.info("streaming API connected to Kafka at %s", self.kafka.bootstrap)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)

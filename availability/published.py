@@ -1,0 +1,90 @@
+"""The read model the stream workers publish and the streaming API reads (Redis).
+
+One hash per SKU, its key hash-tagged by SKU so it also works on Redis Cluster; each hash
+holds ready-to-send answers, so a read is one round trip and no re-encoding:
+
+    {ns}:{SKU}   v  version          u  updated_at (RFC 3339, or empty)
+                 p  the positions answer (JSON)
+                 c:<channel>               the channel answer (JSON)
+                 c:<channel>:<location>    the answer asked with an eligible location
+    {ns}:ready   <partition> -> the worker instance that last published it whole
+
+A SKU's hash is replaced whole and only by a newer version. A partition is ready when a
+worker has published every SKU of it since it took the partition over: until then a SKU
+missing from Redis may exist, and the API must not answer it with a zero.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+from .rules import CompiledRules
+from .state import SkuState
+from .views import Availability, availability, eligible_sellable, positions
+
+VERSION_FIELD: Final = "v"
+UPDATED_FIELD: Final = "u"
+POSITIONS_FIELD: Final = "p"
+
+_encoder: Final = msgspec.json.Encoder()
+
+
+def sku_key(namespace: str, sku: str) -> str:
+    return f"{namespace}:{{{sku}}}"
+
+
+def ready_key(namespace: str) -> str:
+    return f"{namespace}:ready"
+
+
+def answer_field(channel: str, location: str | None = None) -> str:
+    return f"c:{channel}" if location is None else f"c:{channel}:{location}"
+
+
+def published_fields(state: SkuState, rules: CompiledRules) -> dict[str, bytes]:
+    """Every field of the SKU's hash, for the rules in force."""
+    fields: dict[str, bytes] = {
+        VERSION_FIELD: str(state.version).encode(),
+        POSITIONS_FIELD: _encoder.encode(positions(state, rules)),
+    }
+    answer: Availability | None = None
+    for name, channel in rules.channels.items():
+        answer = availability(state, rules, channel)
+        fields[answer_field(name)] = _encoder.encode(answer)
+        for entry in eligible_sellable(state, rules, channel):
+            fields[answer_field(name, entry.location)] = _encoder.encode(
+                availability(state, rules, channel, entry.location)
+            )
+    updated = answer.updated_at if answer is not None else None
+    fields[UPDATED_FIELD] = (updated or "").encode()
+    return fields
+
+
+def unlisted_location_answer(
+    sku: str, channel: str, location: str, version: int, updated_at: str | None
+) -> Availability:
+    """The answer for a location that has no position of the SKU or is not eligible for the
+    channel: SPEC 3 says its pool is 0."""
+    return Availability(
+        sku=sku,
+        channel=channel,
+        sellable=0,
+        locations=[],
+        version=version,
+        updated_at=updated_at,
+        location=location,
+    )
+
+
+def never_seen_answer(sku: str, channel: str, location: str | None) -> Availability:
+    return Availability(
+        sku=sku,
+        channel=channel,
+        sellable=0,
+        locations=[],
+        version=0,
+        updated_at=None,
+        location=location,
+    )

@@ -1,0 +1,48 @@
+"""`availability api`: the HTTP API of the streaming mode, reading the Redis the workers
+publish and writing events and rules to Kafka. Any number of these run side by side."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api import create_app
+from api.streaming import StreamingRuntime
+from availability import Rules, Settings
+from availability.topics import Names
+
+from .rules_file import load_rules_file
+
+
+def streaming_app(settings: Settings, rules_at_start: Rules | None = None) -> FastAPI:
+    runtime = StreamingRuntime(
+        kafka_bootstrap=settings.kafka_bootstrap,
+        redis_url=settings.redis_url,
+        names=Names(settings.topic_prefix),
+        partitions=settings.partitions,
+        rules_at_start=rules_at_start,
+    )
+    return create_app(
+        read=runtime.read,
+        ingest=runtime.ingest,
+        rules=runtime.rules,
+        health=runtime.health,
+        api_keys=settings.api_keys,
+        lifespan=runtime.lifespan,
+    )
+
+
+def run_api(settings: Settings) -> int:
+    import uvicorn
+
+    # An invalid rules file stops the start here (InvalidRules), before anything connects.
+    rules = load_rules_file(settings.rules_file) if settings.rules_file else None
+    uvicorn.run(
+        streaming_app(settings, rules),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+    return 0

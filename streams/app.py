@@ -1,0 +1,218 @@
+"""The faust-streaming app of `availability worker`: one agent, one table, one publisher.
+
+Every inventory topic and the control topic have the same partition count and are keyed
+by SKU, so partition p of each lands on the same worker, which is the single writer of
+its SKUs in the table `sku-state` (RocksDB, with a changelog topic and standby replicas).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+import weakref
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Final
+
+import faust
+import redis.asyncio as aioredis
+from faust.streams import _current_event
+from prometheus_client import start_http_server
+
+from availability import Settings, SkuState, decode_state
+from availability.timeutil import MICROS_PER_SECOND
+from availability.topics import Names, partition_for
+
+from .metrics import WorkerMetrics
+from .processor import Message, Processor, RulesHolder
+from .publisher import RedisPublisher
+from .rules_follower import RulesFollower
+
+log = logging.getLogger("availability.worker")
+
+BATCH_MAX: Final = 2000  # events per batch: bounds a batch's latency and memory
+BATCH_WITHIN: Final = 0.01  # seconds to wait for a batch to fill: the latency floor
+MAINTENANCE_EVERY: Final = 1.0  # seconds between checks that Redis holds our partitions
+
+
+def wall_clock_micros() -> int:
+    return time.time_ns() // 1000
+
+
+@contextmanager
+def in_partition_of(event: Any) -> Iterator[None]:
+    """Make `event` faust's current event: a faust table writes (and reads) the partition of
+    the current event, and after a batch that spans partitions that would be the wrong one.
+    faust offers no public way to name the partition of a write."""
+    token: contextvars.Token[Any] = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class FaustDeadLetters:
+    def __init__(self, topic: faust.TopicT) -> None:
+        self._topic = topic
+
+    def send(
+        self,
+        raw: bytes | None,
+        key: bytes | None,
+        reason: str,
+        topic: str,
+        partition: int,
+        offset: int,
+    ) -> None:
+        log.warning("dead-letter %s[%d]@%d: %s", topic, partition, offset, reason)
+        headers = [
+            ("reason", reason.encode()),
+            ("source_topic", topic.encode()),
+            ("source_partition", str(partition).encode()),
+            ("source_offset", str(offset).encode()),
+        ]
+        self._topic.send_soon(key=key, value=raw, headers=headers)
+
+
+class Worker:
+    """Everything one worker process runs, wired from the settings."""
+
+    def __init__(self, settings: Settings, instance_id: str) -> None:
+        self.settings = settings
+        self.instance_id = instance_id
+        self.names = Names(settings.topic_prefix)
+        self.metrics = WorkerMetrics()
+        self.rules = RulesHolder()
+        self.app = faust.App(
+            settings.app_id,
+            broker=f"kafka://{settings.kafka_bootstrap}",
+            store="rocksdb://",
+            datadir=settings.data_dir,
+            topic_partitions=settings.partitions,
+            topic_replication_factor=1,
+            table_standby_replicas=settings.standby_replicas,
+            producer_acks=-1,
+            consumer_auto_offset_reset="earliest",
+            web_enabled=False,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        raw: dict[str, Any] = {
+            "key_type": bytes,
+            "value_type": bytes,
+            "key_serializer": "raw",
+            "value_serializer": "raw",
+        }
+        self.source = self.app.topic(
+            *self.names.inventory_topics,
+            self.names.control_topic,
+            partitions=settings.partitions,
+            **raw,
+        )
+        # Serializers come from the app's raw defaults: records are msgpack made by the core.
+        self.table = self.app.Table(
+            "sku-state", partitions=settings.partitions, key_type=bytes, value_type=bytes
+        )
+        dlq = self.app.topic(self.names.dlq_topic, **raw)
+        self.processor = Processor(
+            self.names,
+            settings.partitions,
+            self.table,
+            FaustDeadLetters(dlq),
+            self.rules,
+            settings.windows,
+            wall_clock_micros,
+        )
+        self.redis = aioredis.Redis.from_url(settings.redis_url)
+        self.publisher = RedisPublisher(self.redis, self.names.redis_namespace)
+        self.follower = RulesFollower(settings.kafka_bootstrap, self.names.rules_topic, self.rules)
+        self._wire()
+
+    def _wire(self) -> None:
+        app = self.app
+
+        @app.agent(self.source, concurrency=1)  # concurrency>1 loses messages: faust #606
+        async def process(stream: Any) -> None:  # faust's StreamT stub lacks take_events
+            await self.follower.caught_up.wait()
+            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+                await self.handle(events)
+
+        @app.task  # type: ignore[untyped-decorator]  # mode's decorators are untyped
+        async def follow_rules() -> None:
+            await self.follower.run()
+
+        @app.timer(MAINTENANCE_EVERY)  # type: ignore[untyped-decorator]
+        async def maintain_read_model() -> None:
+            await self.maintain()
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def serve_metrics() -> None:
+            start_http_server(self.settings.metrics_port, self.settings.host, self.metrics.registry)
+
+    async def handle(self, events: Sequence[Any]) -> None:
+        started = time.perf_counter()
+        by_partition: dict[int, list[Any]] = defaultdict(list)
+        for event in events:
+            by_partition[event.message.partition].append(event)
+        changed: dict[str, SkuState] = {}
+        oldest_event_us: int | None = None
+        for partition, group in by_partition.items():
+            messages = [
+                Message(e.message.topic, partition, e.message.offset, e.key, e.value) for e in group
+            ]
+            with in_partition_of(group[-1]):
+                outcome = self.processor.handle_partition(partition, messages)
+            changed.update(outcome.changed)
+            for result in outcome.results:
+                self.metrics.record(result)
+            if outcome.invalid:
+                self.metrics.events.labels("unknown", "invalid").inc(outcome.invalid)
+                self.metrics.dead_letters.inc(outcome.invalid)
+        if changed:
+            await self.publisher.publish(list(changed.values()), self.rules.compiled)
+            oldest_event_us = min(state.newest_at for state in changed.values())
+        now = time.time()
+        if oldest_event_us is not None:
+            self.metrics.sync_lag.observe(max(0.0, now - oldest_event_us / MICROS_PER_SECOND))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def active_partitions(self) -> set[int]:
+        topics = set(self.names.inventory_topics)
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic in topics}
+
+    async def maintain(self) -> None:
+        """Republish every partition this worker owns but did not publish whole since it
+        took it over (a start, a rebalance, a Redis flush), then mark it ready."""
+        if self.app.rebalancing or getattr(self.app, "in_recovery", False):
+            return
+        if not self.follower.caught_up.is_set():
+            return
+        owners = await self.publisher.ready_owners()
+        for partition in sorted(self.active_partitions()):
+            if owners.get(partition) == self.instance_id:
+                continue
+            await self.rebuild(partition)
+
+    async def rebuild(self, partition: int) -> None:
+        started = time.perf_counter()
+        states = [
+            decode_state(value)
+            for key, value in self.table.items()
+            if not key.startswith(b"\x00")
+            and partition_for(key, self.settings.partitions) == partition
+        ]
+        await self.publisher.publish(states, self.rules.compiled)
+        if partition not in self.active_partitions():
+            return  # taken away while we published: its new owner will rebuild it
+        await self.publisher.mark_ready(partition, self.instance_id)
+        self.metrics.rebuilds.inc()
+        log.info(
+            "partition %d republished to redis: %d SKUs in %.2f s",
+            partition,
+            len(states),
+            time.perf_counter() - started,
+        )
+        await asyncio.sleep(0)

@@ -1,0 +1,61 @@
+"""The worker's Prometheus metrics, served on AVAIL_METRICS_PORT."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from availability.batch import BatchResult
+
+LAG_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+DRIFT_BUCKETS: Final = (0, 1, 2, 5, 10, 20, 50, 100, 500, 1000, 10_000)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter(
+            "availability_events",
+            "Events by type and outcome (applied, duplicate, stale, dead_lettered, invalid)",
+            ["type", "outcome"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "availability_dead_letters", "Messages sent to the DLQ topic", registry=self.registry
+        )
+        self.oversold = Gauge(
+            "availability_oversold_positions",
+            "Positions of this worker's partitions whose on_hand minus reserved is below zero",
+            registry=self.registry,
+        )
+        self.drift = Histogram(
+            "availability_count_drift_units",
+            "Absolute drift of applied counts",
+            buckets=DRIFT_BUCKETS,
+            registry=self.registry,
+        )
+        self.sync_lag = Histogram(
+            "availability_sync_lag_seconds",
+            "From an event's occurred_at to its effect being readable in Redis",
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "availability_stream_batch_seconds",
+            "Time to apply, store and publish one batch",
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
+        self.rebuilds = Counter(
+            "availability_read_model_rebuilds",
+            "Partitions republished whole to Redis (takeover, restart, flush)",
+            registry=self.registry,
+        )
+
+    def record(self, result: BatchResult) -> None:
+        for (event_type, outcome), count in result.outcomes.items():
+            self.events.labels(event_type, outcome).inc(count)
+        for drift in result.drifts:
+            self.drift.observe(abs(drift))
+        self.oversold.inc(result.oversold_change)

@@ -1,0 +1,40 @@
+"""What the batch processor needs from its surroundings, as Protocols: a faust table (or a
+dict in unit tests), a dead-letter sink, and a read-model publisher."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from availability import SkuState
+from availability.rules import CompiledRules
+
+
+class StateTable(Protocol):
+    """A partition-local key/value table of encoded records (faust's Table in production)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def __setitem__(self, key: bytes, value: bytes) -> None: ...
+
+    def items(self) -> Iterable[tuple[bytes, bytes]]: ...
+
+
+class DeadLetters(Protocol):
+    def send(
+        self,
+        raw: bytes | None,
+        key: bytes | None,
+        reason: str,
+        topic: str,
+        partition: int,
+        offset: int,
+    ) -> None:
+        """Queue the original bytes with the reason; durable before offsets are committed."""
+        ...
+
+
+class ReadModelPublisher(Protocol):
+    async def publish(self, states: Sequence[SkuState], rules: CompiledRules) -> None:
+        """Write each SKU's answers, newest version wins; retries until it succeeds."""
+        ...

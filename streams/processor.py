@@ -1,0 +1,198 @@
+"""One partition's share of a batch: decode, dead-letter, apply, write the table.
+
+The worker is the single writer of every SKU of its partitions. Faust commits offsets
+apart from table writes, so a crash redelivers; the dedup ids live in the same table
+record as the positions, so a redelivered event is a duplicate and state is effectively
+once on at-least-once delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import msgspec
+
+from availability import SkuState, Windows, apply_events, decode_state, encode_state
+from availability.batch import BatchResult
+from availability.control import RulesChanged, control_decoder
+from availability.events import Event, clock_error, decode_event
+from availability.rules import CompiledRules, Rules
+from availability.topics import Names, partition_for
+from availability.views import reader_fingerprint
+
+from .ports import DeadLetters, StateTable
+
+# Per-partition records that are not SKUs start with a byte no SKU can hold.
+RULES_KEY: Final = b"\x00rules"
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class PartitionRules(msgspec.Struct, frozen=True):
+    """The rules a partition's SKU versions were last brought in line with."""
+
+    revision: int
+    rules: Rules
+
+
+_partition_rules_decoder: Final = msgspec.msgpack.Decoder(PartitionRules)
+_partition_rules_encoder: Final = msgspec.msgpack.Encoder()
+
+
+class RulesHolder:
+    """The newest rules this worker has seen, from the rules topic or a control message."""
+
+    def __init__(self) -> None:
+        self.revision = -1
+        self.compiled = CompiledRules(Rules())
+
+    def offer(self, revision: int, rules: Rules) -> bool:
+        if revision <= self.revision:
+            return False
+        self.revision, self.compiled = revision, CompiledRules(rules)
+        return True
+
+
+@dataclass
+class PartitionOutcome:
+    changed: dict[str, SkuState] = field(default_factory=dict)  # to publish
+    results: list[BatchResult] = field(default_factory=list)  # for metrics
+    invalid: int = 0
+
+
+class Processor:
+    def __init__(
+        self,
+        names: Names,
+        partitions: int,
+        table: StateTable,
+        dead_letters: DeadLetters,
+        rules: RulesHolder,
+        windows: Windows,
+        clock_micros: Callable[[], int],
+    ) -> None:
+        self.names = names
+        self.partitions = partitions
+        self.table = table
+        self.dead_letters = dead_letters
+        self.rules = rules
+        self.windows = windows
+        self.clock_micros = clock_micros
+        self._control_topic = names.control_topic
+
+    def handle_partition(self, partition: int, messages: Sequence[Message]) -> PartitionOutcome:
+        """Apply one partition's messages in order. Must run in that partition's context."""
+        outcome = PartitionOutcome()
+        now = self.clock_micros()
+        run: list[tuple[Message, Event]] = []
+        for message in messages:
+            if message.topic == self._control_topic:
+                self._apply_run(run, now, outcome)
+                run = []
+                self._control(partition, message, now, outcome)
+                continue
+            event = self._decode(message, partition, now)
+            if event is None:
+                outcome.invalid += 1
+            else:
+                run.append((message, event))
+        self._apply_run(run, now, outcome)
+        return outcome
+
+    def _decode(self, message: Message, partition: int, now: int) -> Event | None:
+        reason: str | None = None
+        event: Event | None = None
+        if message.value is None:
+            reason = "the message has no value"
+        else:
+            try:
+                event = decode_event(message.value)
+            except msgspec.MsgspecError as exc:
+                reason = f"invalid event: {exc}"
+        if event is not None:
+            reason = clock_error(event, now)
+            if reason is None and message.key != event.sku.encode():
+                # Keyed otherwise, the event could sit on a partition that does not own
+                # its SKU, and two writers would split one SKU's state.
+                reason = f"the message key must be the event's sku {event.sku!r}"
+        if reason is not None:
+            self.dead_letters.send(
+                message.value, message.key, reason, message.topic, partition, message.offset
+            )
+            return None
+        return event
+
+    def _load(self, sku: str) -> SkuState:
+        data = self.table.get(sku.encode())
+        return decode_state(data) if data is not None else SkuState(sku=sku)
+
+    def _apply_run(
+        self, run: list[tuple[Message, Event]], now: int, outcome: PartitionOutcome
+    ) -> None:
+        if not run:
+            return
+        result = apply_events(self._load, [event for _, event in run], now, self.windows)
+        for letter in result.dead_letters:
+            message = run[letter.index][0]
+            self.dead_letters.send(
+                message.value,
+                message.key,
+                letter.reason,
+                message.topic,
+                message.partition,
+                message.offset,
+            )
+        for sku, state in result.touched.items():
+            self.table[sku.encode()] = encode_state(state)
+            outcome.changed[sku] = state
+        outcome.results.append(result)
+
+    def _control(
+        self, partition: int, message: Message, now: int, outcome: PartitionOutcome
+    ) -> None:
+        try:
+            control = control_decoder.decode(message.value or b"")
+        except msgspec.MsgspecError as exc:
+            self.dead_letters.send(
+                message.value,
+                message.key,
+                f"invalid control message: {exc}",
+                message.topic,
+                partition,
+                message.offset,
+            )
+            return
+        if isinstance(control, RulesChanged):
+            self._rules_changed(partition, control, now, outcome)
+
+    def _rules_changed(
+        self, partition: int, change: RulesChanged, now: int, outcome: PartitionOutcome
+    ) -> None:
+        """Bump the version of every SKU of the partition whose answers the change moves."""
+        self.rules.offer(change.revision, change.rules)
+        stored = self.table.get(RULES_KEY)
+        before = _partition_rules_decoder.decode(stored) if stored else PartitionRules(-1, Rules())
+        if change.revision <= before.revision:
+            return
+        old, new = CompiledRules(before.rules), CompiledRules(change.rules)
+        for key, value in self.table.items():
+            if key.startswith(b"\x00") or partition_for(key, self.partitions) != partition:
+                continue
+            state = decode_state(value)
+            if reader_fingerprint(state, old) != reader_fingerprint(state, new):
+                state.version += 1
+                state.updated_at = max(state.updated_at, now)
+                self.table[key] = encode_state(state)
+                outcome.changed[state.sku] = state
+        self.table[RULES_KEY] = _partition_rules_encoder.encode(
+            PartitionRules(change.revision, change.rules)
+        )

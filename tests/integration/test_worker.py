@@ -1,0 +1,202 @@
+"""The stream worker on a real Kafka and Redis: dead letters, a kill -9 mid-stream, a second
+worker joining and the first one dying. After each, every published position must equal
+what the event log, read back from Kafka and folded by the core, says it must be."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.streaming import (
+    Stack,
+    WorkerProcess,
+    create_topics,
+    event_messages,
+    expected_positions,
+    produce,
+    published_positions,
+    read_topic,
+    reference_states,
+    run,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+CONVERGE_S = 120.0
+
+
+def event_mix(count: int, skus: int, seed: int, start_serial: int = 0) -> list[dict[str, Any]]:
+    """Every event type, with orders, picks and transfers that share documents, counts,
+    and one event in twenty sent twice."""
+    rnd = random.Random(seed)
+    base = datetime.now(UTC) - timedelta(minutes=50)
+    events: list[dict[str, Any]] = []
+    for n in range(start_serial, start_serial + count):
+        sku, loc = f"SKU-{rnd.randrange(skus)}", f"L{rnd.randrange(3)}"
+        at = (base + timedelta(milliseconds=n)).isoformat()
+        e: dict[str, Any] = {"event_id": f"e{n}", "sku": sku, "location": loc, "occurred_at": at}
+        roll = rnd.random()
+        doc = f"D{rnd.randrange(30)}"
+        if roll < 0.25:
+            e |= {"type": "receipt", "qty": rnd.randint(1, 20)}
+        elif roll < 0.45:
+            e |= {"type": "sale", "qty": rnd.randint(1, 3)}
+        elif roll < 0.6:
+            e |= {"type": "order", "qty": rnd.randint(1, 3), "order_id": doc}
+        elif roll < 0.68:
+            e |= {"type": "pick", "qty": 1, "order_id": doc}
+        elif roll < 0.73:
+            e |= {"type": "cancel", "qty": 1, "order_id": doc}
+        elif roll < 0.78:
+            e |= {"type": "return", "qty": 1, "disposition": rnd.choice(["sellable", "damaged"])}
+        elif roll < 0.84:
+            e |= {"type": "transfer_out", "qty": 2, "transfer_id": doc, "to_location": "L9"}
+        elif roll < 0.88:
+            e |= {"type": "transfer_in", "qty": 2, "transfer_id": doc, "location": "L9"}
+        elif roll < 0.95:
+            e |= {"type": "adjust", "delta": rnd.choice([-2, -1, 1, 3]), "reason": "cycle"}
+        else:
+            e |= {"type": "count", "counted": rnd.randint(0, 40)}
+        events.append(e)
+        if rnd.random() < 0.05:
+            events.append(dict(e))  # delivered twice
+    return events
+
+
+class Feeder:
+    """Produces batches in the background, so workers die and join with events flowing."""
+
+    def __init__(self, stack: Stack, batches: int, size: int, pause_s: float) -> None:
+        self.stack, self.batches, self.size, self.pause_s = stack, batches, size, pause_s
+        self.sent = 0
+        self.skus: set[str] = set()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        for batch in range(self.batches):
+            events = event_mix(self.size, skus=60, seed=batch, start_serial=batch * self.size)
+            self.skus.update(e["sku"] for e in events)
+            run(produce(self.stack, event_messages(self.stack, events)))
+            self.sent = batch + 1
+            time.sleep(self.pause_s)
+
+    def __enter__(self) -> Feeder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.thread.join(timeout=120)
+
+    def wait_for(self, batches: int) -> None:
+        assert wait_until(lambda: self.sent >= batches, 60), f"only {self.sent} batches sent"
+
+
+def assert_converges(stack: Stack, skus: set[str], workers: list[WorkerProcess]) -> None:
+    expected = expected_positions(run(reference_states(stack)))
+    assert set(expected) == skus
+
+    def matches() -> bool:
+        assert any(w.running for w in workers), "\n".join(w.log_tail() for w in workers)
+        return published_positions(stack, skus) == expected
+
+    if not wait_until(matches, CONVERGE_S, interval_s=0.5):
+        published = published_positions(stack, skus)
+        wrong = {
+            s: (published.get(s), expected[s]) for s in expected if published.get(s) != expected[s]
+        }
+        logs = "\n".join(w.log_tail() for w in workers)
+        pytest.fail(f"{len(wrong)} SKUs differ, e.g. {list(wrong.items())[:2]}\n{logs}")
+
+
+@pytest.fixture
+def stack() -> Stack:
+    created = Stack()
+    run(create_topics(created))
+    return created
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+def test_bad_messages_are_dead_lettered_with_their_reason_and_the_worker_goes_on(
+    stack: Stack, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    workers.append(WorkerProcess(stack, tmp_path / "w1").start())
+    good = event_mix(40, skus=5, seed=1)
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    sale = stack.names.event_topic("sale")
+    bad: list[tuple[str, bytes | None, bytes | None]] = [
+        (sale, b"SKU-0", b"not json at all"),
+        (sale, b"SKU-0", b'{"type": "sale", "event_id": "x1", "sku": "SKU-0"}'),
+        (
+            sale,
+            b"SKU-0",
+            b'{"type":"sale","event_id":"x2","sku":"SKU-0","location":"L0",'
+            b'"occurred_at":"' + future.encode() + b'","qty":1}',
+        ),
+        (
+            sale,
+            b"SKU-1",
+            b'{"type":"sale","event_id":"x3","sku":"SKU-0","location":"L0",'
+            b'"occurred_at":"2026-01-01T00:00:00Z","qty":1}',
+        ),
+        (sale, b"SKU-0", None),
+    ]
+    run(produce(stack, [*bad, *event_messages(stack, good)]))
+
+    assert_converges(stack, {e["sku"] for e in good}, workers)
+    assert wait_until(lambda: len(run(read_topic(stack.names.dlq_topic))) >= len(bad), 30)
+    dead = run(read_topic(stack.names.dlq_topic))
+    assert sorted(record.value or b"" for record in dead) == sorted(
+        value or b"" for _, _, value in bad
+    )
+    reasons = [dict(record.headers)["reason"].decode() for record in dead]
+    assert all(reasons), reasons
+    assert any("malformed" in r or "invalid" in r for r in reasons)
+    assert any("5 minutes ahead" in r for r in reasons)
+    assert any("message key must be the event's sku" in r for r in reasons)
+    assert {dict(r.headers)["source_topic"] for r in dead} == {sale.encode()}
+
+
+def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
+    stack: Stack, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    worker = WorkerProcess(stack, tmp_path / "w1", standby_replicas=0).start()
+    workers.append(worker)
+    with Feeder(stack, batches=12, size=500, pause_s=0.3) as feeder:
+        feeder.wait_for(5)
+        worker.kill()
+        feeder.wait_for(7)
+        worker.start()
+    assert_converges(stack, feeder.skus, workers)
+    assert "last stop was not clean" in worker.log_tail(200_000)
+
+
+def test_a_second_worker_takes_partitions_and_then_takes_over_from_the_changelog(
+    stack: Stack, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    first = WorkerProcess(stack, tmp_path / "w1").start()
+    second = WorkerProcess(stack, tmp_path / "w2")
+    workers += [first, second]
+    with Feeder(stack, batches=16, size=400, pause_s=0.4) as feeder:
+        feeder.wait_for(4)
+        second.start()
+        assert wait_until(lambda: "republished to redis" in second.log_tail(200_000), 60), (
+            second.log_tail()
+        )
+        feeder.wait_for(10)
+        first.kill()
+    assert_converges(stack, feeder.skus, workers)
