@@ -22,7 +22,8 @@ import msgspec
 
 from .rules import CompiledRules
 from .state import SkuState
-from .views import Availability, availability, eligible_sellable, positions
+from .timeutil import format_micros
+from .views import Availability, LocationSellable, channel_quantity, positions
 
 VERSION_FIELD: Final = "v"
 UPDATED_FIELD: Final = "u"
@@ -44,21 +45,44 @@ def answer_field(channel: str, location: str | None = None) -> str:
 
 
 def published_fields(state: SkuState, rules: CompiledRules) -> dict[str, bytes]:
-    """Every field of the SKU's hash, for the rules in force."""
+    """Every field of the SKU's hash, for the rules in force. Each location's sellable is
+    computed once and shared by the positions and every channel's answers: this runs for
+    every SKU of every batch a worker applies."""
+    view = positions(state, rules)
+    updated = format_micros(state.updated_at) if state.version else None
     fields: dict[str, bytes] = {
         VERSION_FIELD: str(state.version).encode(),
-        POSITIONS_FIELD: _encoder.encode(positions(state, rules)),
+        UPDATED_FIELD: (updated or "").encode(),
+        POSITIONS_FIELD: _encoder.encode(view),
     }
-    answer: Availability | None = None
+    located = [
+        (LocationSellable(p.location, p.sellable), rules.location_type(p.location))
+        for p in view.positions
+    ]
     for name, channel in rules.channels.items():
-        answer = availability(state, rules, channel)
-        fields[answer_field(name)] = _encoder.encode(answer)
-        for entry in eligible_sellable(state, rules, channel):
-            fields[answer_field(name, entry.location)] = _encoder.encode(
-                availability(state, rules, channel, entry.location)
+        eligible = [entry for entry, kind in located if channel.is_eligible(entry.location, kind)]
+        fields[answer_field(name)] = _encoder.encode(
+            Availability(
+                sku=state.sku,
+                channel=name,
+                sellable=channel_quantity(channel, sum(e.sellable for e in eligible)),
+                locations=eligible,
+                version=state.version,
+                updated_at=updated,
             )
-    updated = answer.updated_at if answer is not None else None
-    fields[UPDATED_FIELD] = (updated or "").encode()
+        )
+        for entry in eligible:
+            fields[answer_field(name, entry.location)] = _encoder.encode(
+                Availability(
+                    sku=state.sku,
+                    channel=name,
+                    sellable=channel_quantity(channel, entry.sellable),
+                    locations=[entry],
+                    version=state.version,
+                    updated_at=updated,
+                    location=entry.location,
+                )
+            )
     return fields
 
 

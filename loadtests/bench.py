@@ -186,7 +186,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--skus", type=int, default=20_000, help="catalogue size")
     parser.add_argument("--batches", type=int, default=200, help="batches of 1,000 mixed events")
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
+    parser.add_argument(
+        "--only", choices=["embedded", "streaming"], help="one mode's figures (default: both)"
+    )
+    parser.add_argument(
+        "--stream-events", type=int, default=200_000, help="events for the stream run"
+    )
     args = parser.parse_args(argv)
+    if args.only != "embedded":
+        from .bench_streaming import bench_streaming
+
+        print("# streaming mode: 1 worker, 8 partitions, Kafka and Redis on 127.0.0.1")
+        print_table(bench_streaming(args.stream_events))
+    if args.only == "streaming":
+        return
     print(
         f"# embedded mode: {args.skus:,} SKUs x 8 locations,"
         f" {args.batches:,} batches of {BATCH_SIZE:,}"

@@ -99,6 +99,8 @@ class Worker:
             web_enabled=False,
             key_serializer="raw",
             value_serializer="raw",
+            # Changelog records go out in batches rather than one produce request each.
+            producer_linger=0.005,
         )
         raw: dict[str, Any] = {
             "key_type": bytes,
@@ -141,6 +143,12 @@ class Worker:
                 await self.handle(events)
 
         @app.task  # type: ignore[untyped-decorator]  # mode's decorators are untyped
+        async def quiet_logging() -> None:
+            # mode's worker leaves the root logger at NOTSET, so every library's debug
+            # records were built (and dropped) on the hot path: a few percent of a batch.
+            logging.getLogger().setLevel(self.settings.log_level.upper())
+
+        @app.task  # type: ignore[untyped-decorator]
         async def follow_rules() -> None:
             await self.follower.run()
 

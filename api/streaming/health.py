@@ -34,10 +34,13 @@ class StreamingHealth:
         self._rules = rules
 
     async def readiness(self) -> dict[str, bool]:
-        redis_up, published = await self._redis_checks()
+        # Side by side: a probe waits for the slower check, not for their sum.
+        (redis_up, published), kafka_up = await asyncio.gather(
+            self._redis_checks(), self._kafka.reachable()
+        )
         return {
             "redis": redis_up,
-            "kafka": await self._kafka.reachable(),
+            "kafka": kafka_up,
             "rules": self._rules.ready,
             "partitions": published,
         }

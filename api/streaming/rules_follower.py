@@ -134,9 +134,11 @@ class RulesFollower:
             async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
                 await consumer.start()
                 partition = TopicPartition(self._names.rules_topic, 0)
+                # Before assigning: this retries quietly while the leader isn't serving yet,
+                # where the offset reset that assigning starts would log each retry as an error.
+                end = (await consumer.end_offsets([partition]))[partition]
                 consumer.assign([partition])
                 await consumer.seek_to_beginning(partition)
-                end = (await consumer.end_offsets([partition]))[partition]
                 while await consumer.position(partition) < end:
                     self._take(await consumer.getmany(partition, timeout_ms=POLL_MS))
         except BaseException:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Final
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from availability import AvailabilityError
@@ -22,7 +23,6 @@ from availability.topics import Names
 # cannot ask for the broker's default replication factor, so it is chosen here.
 PREFERRED_REPLICATION: Final = 3
 ADMIN_TIMEOUT_MS: Final = 10_000
-LEADER_POLL_S: Final = 0.1
 _TOPIC_ALREADY_EXISTS: Final = 36
 _COMPACTED: Final = {"cleanup.policy": "compact"}
 
@@ -45,8 +45,9 @@ def wanted_topics(names: Names, partitions: int) -> dict[str, int]:
 
 
 async def ensure_topics(bootstrap: str, names: Names, partitions: int) -> None:
-    """Create the missing topics of `names`; raise TopicsMismatch when one exists with
-    another partition count. Raises aiokafka's KafkaError when Kafka can't be reached."""
+    """Create the missing topics of `names` and return once Kafka serves them; raise
+    TopicsMismatch when one exists with another partition count. Raises aiokafka's
+    KafkaError (or TimeoutError) when Kafka can't be reached."""
     wanted = wanted_topics(names, partitions)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=ADMIN_TIMEOUT_MS)
     try:
@@ -65,53 +66,60 @@ async def ensure_topics(bootstrap: str, names: Names, partitions: int) -> None:
             ],
             timeout_ms=ADMIN_TIMEOUT_MS,
         )
-        refused = _refusals(response)
-        if refused:
-            raise TopicsNotCreated("Kafka refused to create " + "; ".join(refused))
-        described = await _described_with_leaders(admin, list(wanted))
+        unserved, existing = _created_and_existing(response)
+        if existing:
+            # One created by another process a moment ago may not be described yet.
+            unserved += _check_partition_counts(wanted, await admin.describe_topics(existing))
     finally:
         await admin.close()
-    _check_partition_counts(wanted, described)
+    if unserved:
+        await _wait_until_served(bootstrap, {topic: wanted[topic] for topic in unserved})
 
 
-async def _described_with_leaders(
-    admin: AIOKafkaAdminClient, topics: list[str]
-) -> list[dict[str, Any]]:
-    """The topics' metadata once every partition has a leader: a topic just created has
-    none for a moment, and a client using it then logs errors and retries."""
-    deadline = asyncio.get_running_loop().time() + ADMIN_TIMEOUT_MS / 1000
-    while True:
-        described: list[dict[str, Any]] = await admin.describe_topics(topics)
-        leaderless = [
-            topic["topic"]
-            for topic in described
-            if topic["error_code"]
-            or any(p["error_code"] or p["leader"] < 0 for p in topic["partitions"])
-        ]
-        if not leaderless:
-            return described
-        if asyncio.get_running_loop().time() > deadline:
-            raise TopicsNotCreated("topics without a leader yet: " + ", ".join(leaderless))
-        await asyncio.sleep(LEADER_POLL_S)
-
-
-def _refusals(response: Any) -> list[str]:
-    """What went wrong per topic, other than the topic already existing."""
-    refusals = []
+def _created_and_existing(response: Any) -> tuple[list[str], list[str]]:
+    created, existing, refused = [], [], []
     for entry in response.topic_errors:
         topic, code = entry[0], entry[1]
-        if code in (0, _TOPIC_ALREADY_EXISTS):
-            continue
-        message = entry[2] if len(entry) > 2 else None  # CreateTopics v0 has no message
-        refusals.append(f"{topic}: {message or f'error code {code}'}")
-    return refusals
+        if code == 0:
+            created.append(topic)
+        elif code == _TOPIC_ALREADY_EXISTS:
+            existing.append(topic)
+        else:
+            message = entry[2] if len(entry) > 2 else None  # CreateTopics v0 has no message
+            refused.append(f"{topic}: {message or f'error code {code}'}")
+    if refused:
+        raise TopicsNotCreated("Kafka refused to create " + "; ".join(refused))
+    return created, existing
 
 
-def _check_partition_counts(wanted: dict[str, int], described: list[dict[str, Any]]) -> None:
-    wrong = [
-        f"{topic['topic']} has {len(topic['partitions'])}, not {wanted[topic['topic']]}"
-        for topic in described
-        if topic["topic"] in wanted and len(topic["partitions"]) != wanted[topic["topic"]]
-    ]
+def _check_partition_counts(wanted: dict[str, int], described: list[dict[str, Any]]) -> list[str]:
+    """Raise TopicsMismatch for a topic with another partition count; return the topics
+    that could not be described yet (still being created)."""
+    wrong, pending = [], []
+    for topic in described:
+        name, count = topic["topic"], len(topic["partitions"])
+        if topic["error_code"]:
+            pending.append(name)
+        elif count != wanted[name]:
+            wrong.append(f"{name} has {count}, not {wanted[name]}")
     if wrong:
         raise TopicsMismatch("topics exist with other partition counts: " + "; ".join(wrong))
+    return pending
+
+
+async def _wait_until_served(bootstrap: str, topics: dict[str, int]) -> None:
+    """Return once every partition's leader answers. For a moment after creation a leader
+    is named in the metadata but does not serve yet: producers and consumers retry then,
+    but log each retry as an error or a warning."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, request_timeout_ms=ADMIN_TIMEOUT_MS
+    )
+    try:
+        await consumer.start()
+        async with asyncio.timeout(ADMIN_TIMEOUT_MS / 1000):
+            # Asking for the end offsets retries quietly until every leader answers.
+            await consumer.end_offsets(
+                [TopicPartition(topic, p) for topic, count in topics.items() for p in range(count)]
+            )
+    finally:
+        await consumer.stop()

@@ -37,8 +37,12 @@ def test_every_topic_is_created_with_its_partitions_and_the_rules_topic_compacte
     fresh_stack: Stack,
 ) -> None:
     names = fresh_stack.names
-    asyncio.run(ensure_topics(KAFKA, names, 6))
-    asyncio.run(ensure_topics(KAFKA, names, 6))  # again, as every process does at start
+
+    async def three_processes_starting_at_once() -> None:
+        await asyncio.gather(*(ensure_topics(KAFKA, names, 6) for _ in range(3)))
+
+    asyncio.run(three_processes_starting_at_once())
+    asyncio.run(ensure_topics(KAFKA, names, 6))  # and again at a restart
 
     counts, rules_configs = asyncio.run(describe(names))
 

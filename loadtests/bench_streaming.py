@@ -1,0 +1,282 @@
+"""Streaming-mode figures: one worker on the local Kafka and Redis (scripts/services.sh).
+
+- raw aiokafka consume rate of the same events on the same topics: the ceiling;
+- end-to-end events/s for one worker: produce -> table -> Redis, measured from the first
+  SKU appearing in Redis to the last SKU reaching its final version;
+- event-to-visible latency at a fixed rate: each event is the first of its own SKU, and a
+  keyspace-notification subscriber timestamps the moment its hash appears in Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from api.streaming.topics_admin import ensure_topics
+from availability import SkuState, apply_events, decode_event
+from availability.published import ready_key, sku_key
+from availability.topics import Names
+
+from .stack import free_port
+from .workload import RULES, EventMix
+
+KAFKA = "127.0.0.1:9092"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+PARTITIONS = 8
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def produce_all(names: Names, events: Sequence[dict[str, Any]]) -> float:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=KAFKA,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+    )
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        futures = [
+            await producer.send(
+                names.event_topic(e["type"]), json.dumps(e).encode(), key=e["sku"].encode()
+            )
+            for e in events
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return len(events) / (time.perf_counter() - started)
+
+
+async def raw_consume_rate(names: Names, total: int) -> float:
+    """Read every event back with a plain aiokafka consumer: no decoding, no state."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=KAFKA,
+        group_id=None,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=16 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(t, p) for t in names.inventory_topics for p in range(PARTITIONS)
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        seen, started = 0, time.perf_counter()
+        while seen < total:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            seen += sum(len(records) for records in batch.values())
+        return seen / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def start_worker(tag: str, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        "AVAIL_KAFKA_BOOTSTRAP": KAFKA,
+        "AVAIL_REDIS_URL": REDIS_URL,
+        "AVAIL_TOPIC_PREFIX": tag,
+        "AVAIL_APP_ID": f"{tag}app",
+        "AVAIL_PARTITIONS": str(PARTITIONS),
+        "AVAIL_DATA_DIR": str(data_dir),
+        "AVAIL_METRICS_PORT": str(free_port()),
+        "AVAIL_STANDBY_REPLICAS": "0",
+        "AVAIL_LOG_LEVEL": "warning",
+        "PATH": "/usr/bin:/bin",
+    }
+    out = log.open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "worker"], env=env, stdout=out, stderr=out
+    )
+
+
+async def publish_rules(names: Names) -> None:
+    from availability import decode_rules
+    from availability.control import RulesChanged, control_encoder
+
+    document = json.dumps(RULES).encode()
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all")
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(names.rules_topic, document, key=b"rules")
+        change = control_encoder.encode(RulesChanged(sent.offset, decode_rules(document)))
+        for partition in range(PARTITIONS):
+            await producer.send_and_wait(
+                names.control_topic, change, key=b"rules", partition=partition
+            )
+    finally:
+        await producer.stop()
+
+
+async def wait_ready(client: aioredis.Redis, names: Names, within_s: float = 120.0) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if await client.hlen(ready_key(names.redis_namespace)) >= PARTITIONS:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the worker never marked every partition ready")
+
+
+async def end_to_end(
+    names: Names, events: Sequence[dict[str, Any]], client: aioredis.Redis
+) -> float:
+    """Events/s from the first SKU visible in Redis to every SKU at its final version."""
+    states: dict[str, SkuState] = {}
+    apply_events(
+        lambda s: states.setdefault(s, SkuState(sku=s)),
+        [decode_event(json.dumps(e).encode()) for e in events],
+        0,
+    )
+    final = {sku: state.version for sku, state in states.items()}
+    keys = {sku: sku_key(names.redis_namespace, sku) for sku in final}
+    first: float | None = None
+    pending = dict(final)
+    while pending:
+        pipe = client.pipeline(transaction=False)
+        skus = list(pending)
+        for sku in skus:
+            pipe.hget(keys[sku], "v")
+        for sku, version in zip(skus, await pipe.execute(), strict=True):
+            if version is not None:
+                first = first or time.perf_counter()
+                if int(version) >= pending[sku]:
+                    del pending[sku]
+        if pending:
+            await asyncio.sleep(0.05)
+    assert first is not None
+    return len(events) / (time.perf_counter() - first)
+
+
+async def latency_at_rate(
+    names: Names, client: aioredis.Redis, rate: int, seconds: int
+) -> list[float]:
+    """Send `rate` events/s, each to a SKU of its own; time each SKU's first hash write."""
+    await client.config_set("notify-keyspace-events", "Kh")
+    pubsub = client.pubsub()
+    prefix = f"LAT{uuid.uuid4().hex[:6]}-"
+    await pubsub.psubscribe(f"__keyspace@0__:{names.redis_namespace}:{{{prefix}*")
+    sent_at: dict[str, float] = {}
+    seen_at: dict[str, float] = {}
+    all_seen = asyncio.Event()
+    expected = rate * seconds // max(1, rate // 100) * max(1, rate // 100)
+
+    async def listen() -> None:
+        async for message in pubsub.listen():
+            if message["type"] != "pmessage":
+                continue
+            channel = message["channel"].decode()
+            sku = channel.split("{", 1)[1].rstrip("}")
+            seen_at.setdefault(sku, time.perf_counter())
+            if len(seen_at) >= expected:
+                all_seen.set()
+
+    listener = asyncio.create_task(listen())
+    producer = AIOKafkaProducer(
+        bootstrap_servers=KAFKA, acks="all", enable_idempotence=True, linger_ms=1
+    )
+    await producer.start()
+    tick, per_tick = 0.01, max(1, rate // 100)
+    try:
+        started = time.perf_counter()
+        for n in range(rate * seconds // per_tick):
+            for i in range(per_tick):
+                sku = f"{prefix}{n}-{i}"
+                event = {
+                    "event_id": sku,
+                    "type": "receipt",
+                    "sku": sku,
+                    "location": "DC1",
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                    "qty": 5,
+                }
+                sent_at[sku] = time.perf_counter()
+                await producer.send(
+                    names.event_topic("receipt"), json.dumps(event).encode(), key=sku.encode()
+                )
+            delay = started + (n + 1) * tick - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await producer.flush()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_seen.wait(), 30)
+    finally:
+        await producer.stop()
+        listener.cancel()
+        await pubsub.aclose()
+    return [(seen_at[s] - sent_at[s]) * 1000 for s in sent_at if s in seen_at]
+
+
+async def bench_streaming_async(
+    events_total: int, rate: int, seconds: int
+) -> list[tuple[str, str, str]]:
+    tag = f"bench{uuid.uuid4().hex[:6]}-"
+    names = Names(tag)
+    await ensure_topics(KAFKA, names, PARTITIONS)
+    await publish_rules(names)
+    mix = EventMix(skus=20_000, seed=11)
+    events = [e for batch in mix.batches(events_total // 1000, 1000) for e in batch]
+    produce_rate = await produce_all(names, events)
+    ceiling = await raw_consume_rate(names, len(events))
+    client = aioredis.Redis.from_url(REDIS_URL)
+    rows: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="avail-bench-worker-") as tmp:
+        worker = start_worker(tag, Path(tmp) / "data", Path(tmp) / "worker.log")
+        try:
+            rate_e2e = await end_to_end(names, events, client)
+            rows.append(
+                (
+                    "stream events/s, produce -> table -> Redis (1 worker)",
+                    f"{rate_e2e:,.0f}",
+                    f"{rate_e2e / ceiling:.1%} of raw aiokafka consume ({ceiling:,.0f}/s); "
+                    f"target ≥ 10,000 (issue 3), ≥ 20,000 (issue 7)",
+                )
+            )
+            await wait_ready(client, names)
+            lags = await latency_at_rate(names, client, rate, seconds)
+            missing = rate * seconds - len(lags)
+            rows.append(
+                (
+                    f"event-to-visible latency at {rate:,} events/s",
+                    f"p50 {percentile(lags, 0.5):.1f} ms",
+                    f"p99 {percentile(lags, 0.99):.1f} ms over {len(lags):,} events"
+                    f"{f', {missing} never seen' if missing else ''}; target p99 ≤ 100 ms",
+                )
+            )
+        finally:
+            worker.terminate()
+            worker.wait(30)
+            await client.aclose()
+    rows.append(
+        (
+            "producer rate (acks=all, idempotent, 1 client)",
+            f"{produce_rate:,.0f}",
+            "events/s into Kafka",
+        )
+    )
+    return rows
+
+
+def bench_streaming(
+    events_total: int = 200_000, rate: int = 5_000, seconds: int = 20
+) -> list[tuple[str, str, str]]:
+    return asyncio.run(bench_streaming_async(events_total, rate, seconds))
