@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -105,9 +106,10 @@ def start_worker(tag: str, data_dir: Path, log: Path) -> subprocess.Popen[bytes]
         "PATH": "/usr/bin:/bin",
     }
     out = log.open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "worker"], env=env, stdout=out, stderr=out
-    )
+    command = [sys.executable, "-m", "service.cli", "worker"]
+    if profile := os.environ.get("BENCH_WORKER_PROFILE"):  # a cProfile dump, for the notes
+        command[1:1] = ["-m", "cProfile", "-o", profile]
+    return subprocess.Popen(command, env=env, stdout=out, stderr=out)
 
 
 async def publish_rules(names: Names) -> None:

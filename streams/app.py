@@ -35,6 +35,7 @@ log = logging.getLogger("availability.worker")
 
 BATCH_MAX: Final = 2000  # events per batch: bounds a batch's latency and memory
 BATCH_WITHIN: Final = 0.01  # seconds to wait for a batch to fill: the latency floor
+CHANGELOG_BUFFER: Final = 20_000  # changelog records in flight before faust pauses the stream
 MAINTENANCE_EVERY: Final = 1.0  # seconds between checks that Redis holds our partitions
 
 
@@ -101,6 +102,10 @@ class Worker:
             value_serializer="raw",
             # Changelog records go out in batches rather than one produce request each.
             producer_linger=0.005,
+            # A killed worker's partitions move once its session times out: 10 s rather
+            # than faust's 60 s keeps a takeover within seconds of a crash.
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=3.0,
         )
         raw: dict[str, Any] = {
             "key_type": bytes,
@@ -130,6 +135,7 @@ class Worker:
         )
         self.redis = aioredis.Redis.from_url(settings.redis_url)
         self.publisher = RedisPublisher(self.redis, self.names.redis_namespace)
+        self.publisher.on_published.append(self.observe_published)
         self.follower = RulesFollower(settings.kafka_bootstrap, self.names.rules_topic, self.rules)
         self._wire()
 
@@ -147,10 +153,17 @@ class Worker:
             # mode's worker leaves the root logger at NOTSET, so every library's debug
             # records were built (and dropped) on the hot path: a few percent of a batch.
             logging.getLogger().setLevel(self.settings.log_level.upper())
+            # faust stalls the stream whenever more than 100 changelog records wait to be
+            # produced, one record at a time; a batch touches far more SKUs than that.
+            app.producer.buffer.max_messages = CHANGELOG_BUFFER
 
         @app.task  # type: ignore[untyped-decorator]
         async def follow_rules() -> None:
             await self.follower.run()
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def publish_to_redis() -> None:
+            await self.publisher.run()
 
         @app.timer(MAINTENANCE_EVERY)  # type: ignore[untyped-decorator]
         async def maintain_read_model() -> None:
@@ -166,7 +179,6 @@ class Worker:
         for event in events:
             by_partition[event.message.partition].append(event)
         changed: dict[str, SkuState] = {}
-        oldest_event_us: int | None = None
         for partition, group in by_partition.items():
             messages = [
                 Message(e.message.topic, partition, e.message.offset, e.key, e.value) for e in group
@@ -180,12 +192,13 @@ class Worker:
                 self.metrics.events.labels("unknown", "invalid").inc(outcome.invalid)
                 self.metrics.dead_letters.inc(outcome.invalid)
         if changed:
-            await self.publisher.publish(list(changed.values()), self.rules.compiled)
-            oldest_event_us = min(state.newest_at for state in changed.values())
-        now = time.time()
-        if oldest_event_us is not None:
-            self.metrics.sync_lag.observe(max(0.0, now - oldest_event_us / MICROS_PER_SECOND))
+            await self.publisher.submit(list(changed.values()), self.rules.compiled)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def observe_published(self, states: Sequence[SkuState]) -> None:
+        now = time.time()
+        for state in states:
+            self.metrics.sync_lag.observe(max(0.0, now - state.newest_at / MICROS_PER_SECOND))
 
     def active_partitions(self) -> set[int]:
         topics = set(self.names.inventory_topics)

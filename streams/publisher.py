@@ -1,4 +1,10 @@
-"""Publishing SKU answers to Redis: one pipelined round trip per batch, newest version wins.
+"""Publishing SKU answers to Redis: pipelined, coalesced per SKU, newest version wins.
+
+The agent hands changed SKUs over and goes on with its next batch while a background task
+writes them; a SKU changed again before its write keeps only its newest state, so a hot
+SKU costs one write per round trip, not one per event. Nothing is lost by not waiting: the
+table holds the truth, and a worker that dies with writes pending republishes all of its
+partitions when it (or another worker) takes them over.
 
 A Lua script replaces a SKU's hash only when the new version is higher, so a slow writer
 (a rebuild, a worker losing its partition) can never put an older answer back.
@@ -11,6 +17,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Final
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -20,15 +27,28 @@ from availability.rules import CompiledRules
 
 log = logging.getLogger("availability.worker")
 
+# ARGV[1] is the version, ARGV[2] the fields as one msgpack map: packing two arguments
+# instead of forty per SKU was a tenth of a worker's time in redis-py's command packing.
 _REPLACE_IF_NEWER: Final = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'v') or '-1')
 if current >= tonumber(ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[1])
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local flat = {}
+for name, value in pairs(cmsgpack.unpack(ARGV[2])) do
+  flat[#flat + 1] = name
+  flat[#flat + 1] = value
+  if #flat >= 1000 then redis.call('HSET', KEYS[1], unpack(flat)); flat = {} end
+end
+if #flat > 0 then redis.call('HSET', KEYS[1], unpack(flat)) end
 return 1
 """
 MAX_BACKOFF_SECONDS: Final = 2.0
 CHUNK: Final = 500  # SKUs per round trip: bounds the pipeline's memory on a rebuild
+# SKUs waiting for their write beyond which the agent waits too: Redis sets the pace.
+MAX_PENDING: Final = 20_000
+
+
+_pack: Final = msgspec.msgpack.Encoder().encode
 
 
 class RedisPublisher:
@@ -37,6 +57,39 @@ class RedisPublisher:
         self._namespace = namespace
         self._script = client.register_script(_REPLACE_IF_NEWER)
         self.healthy = True
+        self._pending: dict[str, SkuState] = {}
+        self._rules: CompiledRules | None = None
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self.on_published: list[Any] = []  # callbacks(states) after each successful write
+
+    async def submit(self, states: Sequence[SkuState], rules: CompiledRules) -> None:
+        """Queue the SKUs' newest states for the background writer."""
+        for state in states:
+            self._pending[state.sku] = state
+        self._rules = rules
+        if self._pending:
+            self._drained.clear()
+            self._wake.set()
+        while len(self._pending) > MAX_PENDING:  # noqa: ASYNC110 - a rare backpressure wait
+            await asyncio.sleep(0.001)
+
+    async def drain(self) -> None:
+        await self._drained.wait()
+
+    async def run(self) -> None:
+        """The background writer: one pipelined round trip for whatever is pending."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                states, self._pending = list(self._pending.values()), {}
+                assert self._rules is not None
+                await self.publish(states, self._rules)
+                for callback in self.on_published:
+                    callback(states)
+            self._drained.set()
 
     async def publish(self, states: Sequence[SkuState], rules: CompiledRules) -> None:
         for start in range(0, len(states), CHUNK):
@@ -46,11 +99,10 @@ class RedisPublisher:
     async def _publish_once(self, states: Sequence[SkuState], rules: CompiledRules) -> None:
         pipe = self._client.pipeline(transaction=False)
         for state in states:
-            fields = published_fields(state, rules)
-            args: list[Any] = [state.version]
-            for name, value in fields.items():
-                args += [name, value]
-            await self._script(keys=[sku_key(self._namespace, state.sku)], args=args, client=pipe)
+            # As msgpack strings: Redis's cmsgpack predates the bin type.
+            fields = _pack({k: v.decode() for k, v in published_fields(state, rules).items()})
+            key = sku_key(self._namespace, state.sku)
+            await self._script(keys=[key], args=[state.version, fields], client=pipe)
         await pipe.execute()
 
     async def mark_ready(self, partition: int, owner: str) -> None:
