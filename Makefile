@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help install dev run test lint types unit services-start services-stop bench clean
+.PHONY: help install dev run run-streaming test lint types unit services-start services-stop bench clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -15,6 +15,9 @@ dev: ## create .venv and install the service with the dev tools
 
 run: install ## run the embedded service on 127.0.0.1:8000 (state in ./var)
 	.venv/bin/availability serve
+
+run-streaming: ## Kafka, Redis, one worker and the API on 127.0.0.1:8000 (Ctrl-C stops all)
+	bash scripts/run-streaming.sh
 
 test: ## the whole test command: services, lint, types and every test
 	bash scripts/test.sh
@@ -34,7 +37,7 @@ services-start: ## start Kafka and Redis on 127.0.0.1 (scripts/services.sh)
 services-stop: ## stop the Kafka and Redis this project started
 	bash scripts/services.sh stop all
 
-bench: dev ## print the benchmark figures of this machine
+bench: dev services-start ## print the benchmark figures of this machine (both modes)
 	$(PY) -m loadtests.bench
 
 clean: ## remove caches (keeps .venv, ./var and .services)
