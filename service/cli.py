@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    refusal = refuse_open_bind(settings)
+    # A worker serves no API, only its metrics, so the rule of SPEC 8 is the servers'.
+    refusal = refuse_open_bind(settings) if args.command in {"serve", "api"} else None
     if refusal:
         print(f"availability: {refusal}", file=sys.stderr)
         return 2
