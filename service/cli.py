@@ -60,23 +60,12 @@ def refuse_open_bind(settings: Settings) -> str | None:
 
 
 def _serve(settings: Settings) -> int:
-    import uvicorn
-
     from .embedded_app import embedded_app
+    from .http_server import serve_http
     from .rules_file import load_rules_file
 
     rules = load_rules_file(settings.rules_file) if settings.rules_file else None
-    app = embedded_app(settings, rules)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-    )
-    return 0
+    return serve_http(embedded_app(settings, rules), settings)
 
 
 def main(argv: list[str] | None = None) -> int:

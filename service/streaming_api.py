@@ -10,6 +10,7 @@ from api.streaming import StreamingRuntime
 from availability import Rules, Settings
 from availability.topics import Names
 
+from .http_server import serve_http
 from .rules_file import load_rules_file
 
 
@@ -32,17 +33,6 @@ def streaming_app(settings: Settings, rules_at_start: Rules | None = None) -> Fa
 
 
 def run_api(settings: Settings) -> int:
-    import uvicorn
-
     # An invalid rules file stops the start here (InvalidRules), before anything connects.
     rules = load_rules_file(settings.rules_file) if settings.rules_file else None
-    uvicorn.run(
-        streaming_app(settings, rules),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-    )
-    return 0
+    return serve_http(streaming_app(settings, rules), settings)

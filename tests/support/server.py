@@ -69,6 +69,30 @@ def run_cli(
     )
 
 
+def terminate(
+    process: subprocess.Popen[bytes] | None, timeout: float = STOP_TIMEOUT_S
+) -> int | None:
+    """SIGTERM, then SIGKILL if it hasn't exited within `timeout`; returns the exit code."""
+    if process is None:
+        return None
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def kill(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL: the process gets no chance to flush or close anything."""
+    if process is not None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
 class Server:
     """One `availability serve` process on one data directory; restartable on the same one."""
 
@@ -147,27 +171,12 @@ class Server:
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
         """SIGTERM, then SIGKILL if it hasn't exited within `timeout`; returns the exit code."""
-        process = self._process
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self._process = None
-        return process.returncode
+        code, self._process = terminate(self._process, timeout), None
+        return code
 
     def kill(self) -> None:
         """SIGKILL: the process gets no chance to flush or close anything."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-        process.wait()
+        kill(self._process)
         self._process = None
 
     def restart(self, rules_file: Path | None = None) -> Server:

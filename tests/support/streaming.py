@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
 import time
 import uuid
@@ -24,7 +23,7 @@ from availability import SkuState, apply_events, decode_event
 from availability.events import clock_error
 from availability.topics import Names
 
-from .server import REPO_ROOT, child_env, cli_command, free_port
+from .server import REPO_ROOT, child_env, cli_command, free_port, kill, terminate
 
 KAFKA: Final = "127.0.0.1:9092"
 REDIS_URL: Final = "redis://127.0.0.1:6379/0"
@@ -89,24 +88,12 @@ class WorkerProcess:
         return self._process is not None and self._process.poll() is None
 
     def kill(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGKILL)
-            self._process.wait()
+        kill(self._process)
         self._process = None
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        process = self._process
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self._process = None
-        return process.returncode
+        code, self._process = terminate(self._process, timeout), None
+        return code
 
     def log_tail(self, chars: int = 4000) -> str:
         try:
