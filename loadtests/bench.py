@@ -192,12 +192,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--stream-events", type=int, default=200_000, help="events for the stream run"
     )
+    parser.add_argument(
+        "--hot-share",
+        type=float,
+        default=0.0,
+        help="share of stream events on the hottest 1%% of SKUs (a peak sale's skew)",
+    )
     args = parser.parse_args(argv)
     if args.only != "embedded":
         from .bench_streaming import bench_streaming
 
         print("# streaming mode: 1 worker, 8 partitions, Kafka and Redis on 127.0.0.1")
-        print_table(bench_streaming(args.stream_events))
+        print_table(bench_streaming(args.stream_events, hot_share=args.hot_share))
     if args.only == "streaming":
         return
     print(

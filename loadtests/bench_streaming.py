@@ -230,13 +230,13 @@ async def latency_at_rate(
 
 
 async def bench_streaming_async(
-    events_total: int, rate: int, seconds: int
+    events_total: int, rate: int, seconds: int, hot_share: float
 ) -> list[tuple[str, str, str]]:
     tag = f"bench{uuid.uuid4().hex[:6]}-"
     names = Names(tag)
     await ensure_topics(KAFKA, names, PARTITIONS)
     await publish_rules(names)
-    mix = EventMix(skus=20_000, seed=11)
+    mix = EventMix(skus=20_000, seed=11, hot_share=hot_share)
     events = [e for batch in mix.batches(events_total // 1000, 1000) for e in batch]
     produce_rate = await produce_all(names, events)
     ceiling = await raw_consume_rate(names, len(events))
@@ -248,7 +248,7 @@ async def bench_streaming_async(
             rate_e2e = await end_to_end(names, events, client)
             rows.append(
                 (
-                    "stream events/s, produce -> table -> Redis (1 worker)",
+                    f"stream events/s, produce -> table -> Redis (1 worker, {hot_share:.0%} hot)",
                     f"{rate_e2e:,.0f}",
                     f"{rate_e2e / ceiling:.1%} of raw aiokafka consume ({ceiling:,.0f}/s); "
                     f"target ≥ 10,000 (issue 3), ≥ 20,000 (issue 7)",
@@ -303,6 +303,6 @@ def faust_ceiling(tag: str, total: int) -> float:
 
 
 def bench_streaming(
-    events_total: int = 200_000, rate: int = 5_000, seconds: int = 20
+    events_total: int = 200_000, rate: int = 5_000, seconds: int = 20, hot_share: float = 0.0
 ) -> list[tuple[str, str, str]]:
-    return asyncio.run(bench_streaming_async(events_total, rate, seconds))
+    return asyncio.run(bench_streaming_async(events_total, rate, seconds, hot_share))

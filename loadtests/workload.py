@@ -32,8 +32,14 @@ def sku_name(index: int) -> str:
 class EventMix:
     """Receipts first, then sales, orders, picks, cancels, returns, transfers and counts."""
 
-    def __init__(self, skus: int, seed: int = 7, start: datetime | None = None) -> None:
+    def __init__(
+        self, skus: int, seed: int = 7, start: datetime | None = None, hot_share: float = 0.0
+    ) -> None:
+        """`hot_share` of the events go to the hottest 1% of SKUs, as in a peak sale where
+        a few doorbusters take most of the traffic; the rest spread evenly."""
         self.skus = skus
+        self.hot_share = hot_share
+        self.hot_skus = max(1, skus // 100)
         self.random = random.Random(seed)
         self.start = start or datetime.now(UTC) - timedelta(hours=1)
         self.serial = 0
@@ -56,7 +62,8 @@ class EventMix:
 
     def next(self) -> dict[str, Any]:
         r = self.random
-        sku = sku_name(r.randrange(self.skus))
+        hot = r.random() < self.hot_share
+        sku = sku_name(r.randrange(self.hot_skus if hot else self.skus))
         location = r.choice(LOCATIONS)
         roll = r.random()
         if roll < 0.45:
