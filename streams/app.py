@@ -35,7 +35,6 @@ log = logging.getLogger("availability.worker")
 
 BATCH_MAX: Final = 2000  # events per batch: bounds a batch's latency and memory
 BATCH_WITHIN: Final = 0.01  # seconds to wait for a batch to fill: the latency floor
-CHANGELOG_BUFFER: Final = 20_000  # changelog records in flight before faust pauses the stream
 MAINTENANCE_EVERY: Final = 1.0  # seconds between checks that Redis holds our partitions
 
 
@@ -153,9 +152,6 @@ class Worker:
             # mode's worker leaves the root logger at NOTSET, so every library's debug
             # records were built (and dropped) on the hot path: a few percent of a batch.
             logging.getLogger().setLevel(self.settings.log_level.upper())
-            # faust stalls the stream whenever more than 100 changelog records wait to be
-            # produced, one record at a time; a batch touches far more SKUs than that.
-            app.producer.buffer.max_messages = CHANGELOG_BUFFER
 
         @app.task  # type: ignore[untyped-decorator]
         async def follow_rules() -> None:
@@ -175,11 +171,18 @@ class Worker:
 
     async def handle(self, events: Sequence[Any]) -> None:
         started = time.perf_counter()
+        await self.settled()
+        owned = self.active_partitions()
         by_partition: dict[int, list[Any]] = defaultdict(list)
         for event in events:
             by_partition[event.message.partition].append(event)
         changed: dict[str, SkuState] = {}
         for partition, group in by_partition.items():
+            if partition not in owned:
+                # Fetched before a rebalance took the partition away: its new owner reads
+                # them again from the committed offset, and a second writer would corrupt it.
+                log.info("skipped %d events of partition %d: not ours", len(group), partition)
+                continue
             messages = [
                 Message(e.message.topic, partition, e.message.offset, e.key, e.value) for e in group
             ]
@@ -191,14 +194,32 @@ class Worker:
             if outcome.invalid:
                 self.metrics.events.labels("unknown", "invalid").inc(outcome.invalid)
                 self.metrics.dead_letters.inc(outcome.invalid)
+        await self.changelog_durable()
         if changed:
             await self.publisher.submit(list(changed.values()), self.rules.compiled)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    async def changelog_durable(self) -> None:
+        """Wait until every changelog record of the batch is acknowledged, before faust acks
+        the batch's events. faust flushes its producer before committing offsets, but its
+        buffer's flush gives up after 0.1 s without progress, and a commit could then cover
+        events whose table writes a kill -9 loses."""
+        producer = self.app.producer
+        while producer.buffer.size:
+            await producer.buffer.flush()
+        await producer.flush()
 
     def observe_published(self, states: Sequence[SkuState]) -> None:
         now = time.time()
         for state in states:
             self.metrics.sync_lag.observe(max(0.0, now - state.newest_at / MICROS_PER_SECOND))
+
+    async def settled(self) -> None:
+        """Apply nothing while faust rebalances or recovers a table partition: an event
+        written to a partition under recovery could be overwritten by the older changelog
+        records the recovery replays after it."""
+        while self.app.rebalancing or getattr(self.app, "in_recovery", False):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
 
     def active_partitions(self) -> set[int]:
         topics = set(self.names.inventory_topics)
