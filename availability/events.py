@@ -116,7 +116,6 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
 
 event_decoder: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
 _raw_list_decoder: Final = msgspec.json.Decoder(list[msgspec.Raw])
-event_encoder: Final = msgspec.json.Encoder()
 _MISSING_FIELD: Final = re.compile(r"Object missing required field `([^`]+)`")
 
 

@@ -129,21 +129,24 @@ def channel_quantities(state: SkuState, rules: CompiledRules) -> dict[str, int]:
 def reader_fingerprint(state: SkuState, rules: CompiledRules) -> tuple[object, ...]:
     """Everything a reader sees of a SKU that depends on the rules: a rules change bumps the
     SKU's version exactly when this changes."""
-    per_channel = tuple(
-        (
-            name,
-            channel_quantity_for(state, rules, channel),
-            tuple(eligible_sellable(state, rules, channel)),
-        )
-        for name, channel in sorted(rules.channels.items())
-    )
+    per_channel = []
+    for name, channel in sorted(rules.channels.items()):
+        eligible = eligible_sellable(state, rules, channel)
+        pool = sum(entry.sellable for entry in eligible)
+        per_channel.append((name, channel_quantity(channel, pool), tuple(eligible)))
     safety = tuple(
         (location, rules.safety_stock(state.sku, location)) for location in sorted(state.positions)
     )
-    return per_channel, safety
+    return tuple(per_channel), safety
 
 
-def channel_quantity_for(state: SkuState, rules: CompiledRules, channel: CompiledChannel) -> int:
-    return channel_quantity(
-        channel, sum(e.sellable for e in eligible_sellable(state, rules, channel))
-    )
+def bump_if_rules_move_answers(
+    state: SkuState, old: CompiledRules, new: CompiledRules, now_us: int
+) -> bool:
+    """SPEC 4: a rules change grows the version of every SKU whose answers it changes.
+    Both modes call this for each stored SKU; True when the state was bumped."""
+    if reader_fingerprint(state, old) == reader_fingerprint(state, new):
+        return False
+    state.version += 1
+    state.updated_at = max(state.updated_at, now_us)
+    return True

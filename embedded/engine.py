@@ -33,7 +33,7 @@ from availability import (
 )
 from availability.batch import BatchResult
 from availability.rules import CompiledChannel, CompiledRules
-from availability.views import reader_fingerprint
+from availability.views import bump_if_rules_move_answers
 
 from .store import DeadLetterRecord, LogEntry, RocksStore
 
@@ -216,9 +216,7 @@ class EmbeddedEngine:
         now = self._clock()
         changed: list[SkuState] = []
         for state in self.store.states():
-            if reader_fingerprint(state, old) != reader_fingerprint(state, new):
-                state.version += 1
-                state.updated_at = max(state.updated_at, now)
+            if bump_if_rules_move_answers(state, old, new, now):
                 changed.append(state)
         self.store.save_rules(encode_rules(rules), changed)
         self._rules = new

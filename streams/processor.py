@@ -20,7 +20,7 @@ from availability.control import RulesChanged, control_decoder
 from availability.events import Event, clock_error, decode_event
 from availability.rules import CompiledRules, Rules
 from availability.topics import Names, partition_for
-from availability.views import reader_fingerprint
+from availability.views import bump_if_rules_move_answers
 
 from .ports import DeadLetters, StateTable
 
@@ -188,9 +188,7 @@ class Processor:
             if key.startswith(b"\x00") or partition_for(key, self.partitions) != partition:
                 continue
             state = decode_state(value)
-            if reader_fingerprint(state, old) != reader_fingerprint(state, new):
-                state.version += 1
-                state.updated_at = max(state.updated_at, now)
+            if bump_if_rules_move_answers(state, old, new, now):
                 self.table[key] = encode_state(state)
                 outcome.changed[state.sku] = state
         self.table[RULES_KEY] = _partition_rules_encoder.encode(

@@ -60,8 +60,6 @@ class RedisPublisher:
         self._pending: dict[str, SkuState] = {}
         self._rules: CompiledRules | None = None
         self._wake = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._drained.set()
         self.on_published: list[Any] = []  # callbacks(states) after each successful write
 
     async def submit(self, states: Sequence[SkuState], rules: CompiledRules) -> None:
@@ -70,13 +68,9 @@ class RedisPublisher:
             self._pending[state.sku] = state
         self._rules = rules
         if self._pending:
-            self._drained.clear()
             self._wake.set()
         while len(self._pending) > MAX_PENDING:  # noqa: ASYNC110 - a rare backpressure wait
             await asyncio.sleep(0.001)
-
-    async def drain(self) -> None:
-        await self._drained.wait()
 
     async def run(self) -> None:
         """The background writer: one pipelined round trip for whatever is pending."""
@@ -89,7 +83,6 @@ class RedisPublisher:
                 await self.publish(states, self._rules)
                 for callback in self.on_published:
                     callback(states)
-            self._drained.set()
 
     async def publish(self, states: Sequence[SkuState], rules: CompiledRules) -> None:
         for start in range(0, len(states), CHUNK):
