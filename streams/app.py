@@ -30,6 +30,7 @@ from .metrics import WorkerMetrics
 from .processor import Message, Processor, RulesHolder
 from .publisher import RedisPublisher
 from .rules_follower import RulesFollower
+from .transport import Transport
 
 log = logging.getLogger("availability.worker")
 
@@ -106,6 +107,8 @@ class Worker:
             broker_session_timeout=10.0,
             broker_heartbeat_interval=3.0,
         )
+        # Before anything builds faust's own: see streams/transport.py for the fix it carries.
+        self.app.transport = Transport(self.app.conf.broker_consumer, self.app)
         raw: dict[str, Any] = {
             "key_type": bytes,
             "value_type": bytes,
@@ -171,7 +174,6 @@ class Worker:
 
     async def handle(self, events: Sequence[Any]) -> None:
         started = time.perf_counter()
-        await self.settled()
         owned = self.active_partitions()
         by_partition: dict[int, list[Any]] = defaultdict(list)
         for event in events:
@@ -213,13 +215,6 @@ class Worker:
         now = time.time()
         for state in states:
             self.metrics.sync_lag.observe(max(0.0, now - state.newest_at / MICROS_PER_SECOND))
-
-    async def settled(self) -> None:
-        """Apply nothing while faust rebalances or recovers a table partition: an event
-        written to a partition under recovery could be overwritten by the older changelog
-        records the recovery replays after it."""
-        while self.app.rebalancing or getattr(self.app, "in_recovery", False):  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
 
     def active_partitions(self) -> set[int]:
         topics = set(self.names.inventory_topics)
