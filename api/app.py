@@ -15,8 +15,9 @@ from .deps import Services
 from .errors import install_error_handlers
 from .metrics import ApiMetrics, RequestTimer
 from .openapi import install_openapi
-from .ports import Health, Ingest, ReadModel, RulesAdmin
+from .ports import Feeds, Health, Ingest, ReadModel, RulesAdmin
 from .routes.events import events_router
+from .routes.feeds import feeds_router
 from .routes.health import health_router
 from .routes.reads import reads_router
 from .routes.rules import rules_router
@@ -34,6 +35,7 @@ def create_app(
     ingest: Ingest,
     rules: RulesAdmin,
     health: Health,
+    feeds: Feeds | None = None,
     api_keys: Iterable[ApiKey] = (),
     clock_micros: Callable[[], int] = wall_clock_micros,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
@@ -54,6 +56,8 @@ def create_app(
     install_error_handlers(app)
     for router in (reads_router, events_router, rules_router, health_router):
         app.include_router(router(services))
+    if feeds is not None:
+        app.include_router(feeds_router(services, feeds))
     install_openapi(app)
     app.add_middleware(RequestTimer, metrics=metrics)
     app.state.services = services

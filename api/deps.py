@@ -45,10 +45,12 @@ LocationQuery = Annotated[
 ]
 
 
-def check_ids(sku: str, channel: str | None = None, location: str | None = None) -> None:
+def check_ids(
+    sku: str | None = None, channel: str | None = None, location: str | None = None
+) -> None:
     """Refuse malformed ids with 422, naming each bad one (faster than pydantic patterns)."""
     problems = []
-    if not is_sku(sku):
+    if sku is not None and not is_sku(sku):
         problems.append({"field": "sku", "message": f"Expected {PATTERN_MEANINGS[SKU_PATTERN]}"})
     if channel is not None and not is_channel(channel):
         meaning = PATTERN_MEANINGS[CHANNEL_PATTERN]

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from availability import InvalidRules, NotReady, UnknownChannel
+from availability.errors import CursorExpired, InvalidCursor, NoFeed
 
 log = logging.getLogger("availability.api")
 
@@ -79,6 +80,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def not_ready(_: Request, exc: Exception) -> Response:
         return error_response(503, "not_ready", str(exc), headers={"Retry-After": "1"})
 
+    async def no_feed(_: Request, exc: Exception) -> Response:
+        return error_response(404, "no_feed", str(exc))
+
+    async def cursor_expired(_: Request, exc: Exception) -> Response:
+        return error_response(410, "cursor_expired", str(exc))
+
+    async def invalid_cursor(_: Request, exc: Exception) -> Response:
+        return error_response(422, "invalid_cursor", str(exc))
+
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = _STATUS_CODES.get(exc.status_code, "http_error")
@@ -100,6 +110,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UnknownChannel, unknown_channel)
     app.add_exception_handler(InvalidRules, invalid_rules)
     app.add_exception_handler(NotReady, not_ready)
+    app.add_exception_handler(NoFeed, no_feed)
+    app.add_exception_handler(CursorExpired, cursor_expired)
+    app.add_exception_handler(InvalidCursor, invalid_cursor)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, request_invalid)
     app.add_exception_handler(Exception, unexpected)

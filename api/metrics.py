@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -44,6 +44,45 @@ class ApiMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+        # The embedded mode's fan-out; in the streaming mode the workers export these.
+        self.feed_items = Counter(
+            "availability_feed_published",
+            "Items appended to the channel's feed",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.feed_coalesced_changes = Counter(
+            "availability_feed_coalesced",
+            "Channel quantity changes replaced by a newer one before their turn",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.feed_backlog_skus = Gauge(
+            "availability_feed_backlog",
+            "SKUs whose newest channel quantity waits for its turn in the channel's feed",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.feed_lag = Histogram(
+            "availability_feed_lag_seconds",
+            "From a channel quantity's change to its item in the channel's feed",
+            ["channel"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def feed_published(self, channel: str, lags_seconds: Sequence[float]) -> None:
+        self.feed_items.labels(channel).inc(len(lags_seconds))
+        histogram = self.feed_lag.labels(channel)
+        for lag in lags_seconds:
+            histogram.observe(lag)
+
+    def feed_coalesced(self, channel: str, count: int) -> None:
+        self.feed_coalesced_changes.labels(channel).inc(count)
+
+    def feed_backlog(self, channel: str, backlog: int) -> None:
+        self.feed_backlog_skus.labels(channel).set(backlog)
 
     def record_batch(self, result: BatchResult | None, types: dict[str, int]) -> None:
         if result is None:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from availability import Availability, Event, Positions, Rules
+from availability.feeds import FeedPage, SnapshotPage
 
 from .errors import ErrorEnvelope
 from .schemas import AvailabilityBatch, BatchQuestion, EventsAccepted, EventsRefused
@@ -25,6 +26,8 @@ _TYPES: Final[tuple[Any, ...]] = (
     EventsRefused,
     Rules,
     ErrorEnvelope,
+    FeedPage,
+    SnapshotPage,
 )
 
 

@@ -11,6 +11,7 @@ from msgspec import Raw
 
 from availability import Availability, Event, Positions, Rules
 from availability.batch import BatchResult
+from availability.feeds import FeedPage, SnapshotPage
 
 # An answer as a value, or as the same JSON already encoded: the streaming mode's Redis holds
 # ready answers, and sending their bytes as they are saves a decode and an encode per read.
@@ -50,6 +51,16 @@ class Health(Protocol):
     async def readiness(self) -> dict[str, bool]: ...
 
     def oversold_positions(self) -> int: ...
+
+
+class Feeds(Protocol):
+    async def feed(self, channel: str, cursor: str | None, limit: int, wait_ms: int) -> FeedPage:
+        """The items after `cursor`; when there are none, wait up to `wait_ms` for one."""
+        ...
+
+    async def feed_snapshot(
+        self, channel: str, page_token: str | None, limit: int
+    ) -> SnapshotPage: ...
 
 
 class Backend(ReadModel, Ingest, RulesAdmin, Health, Protocol):

@@ -25,3 +25,15 @@ class InvalidEvent(AvailabilityError):
 
 class NotReady(AvailabilityError):
     """A dependency is down or state is still recovering; retry shortly."""
+
+
+class NoFeed(AvailabilityError):
+    """The channel has no `feed` in the rules. Add one with PUT /v1/rules."""
+
+
+class CursorExpired(AvailabilityError):
+    """The cursor is older than the feed's retention. Start again from a snapshot."""
+
+
+class InvalidCursor(AvailabilityError):
+    """The cursor or page token was not made by this feed. Use one it returned."""

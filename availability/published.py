@@ -28,6 +28,9 @@ from .views import Availability, LocationSellable, channel_quantity, positions
 VERSION_FIELD: Final = "v"
 UPDATED_FIELD: Final = "u"
 POSITIONS_FIELD: Final = "p"
+# In a feed's last-version hash, the newest entry id trimmed from its stream: no SKU can
+# be named so (`~` is not in the id alphabet).
+TRIMMED_FIELD: Final = "~trimmed"
 
 _encoder: Final = msgspec.json.Encoder()
 
@@ -38,6 +41,17 @@ def sku_key(namespace: str, sku: str) -> str:
 
 def ready_key(namespace: str) -> str:
     return f"{namespace}:ready"
+
+
+def feed_stream_key(namespace: str, channel: str) -> str:
+    """The channel's feed: a Redis stream of its published items, the entry id the cursor."""
+    return f"{namespace}:feed:{{{channel}}}"
+
+
+def feed_last_key(namespace: str, channel: str) -> str:
+    """SKU -> the version last appended to the channel's feed; one hash slot with the
+    stream, so one script appends and records atomically (Redis Cluster too)."""
+    return f"{namespace}:feed-last:{{{channel}}}"
 
 
 def answer_field(channel: str, location: str | None = None) -> str:

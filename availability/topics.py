@@ -50,6 +50,10 @@ class Names(Struct, frozen=True):
     def dlq_topic(self) -> str:
         return self.prefix + "inventory.dlq"
 
+    def feed_topic(self, channel: str) -> str:
+        """The channel's feed as a compacted topic keyed by SKU: the last value per SKU."""
+        return f"{self.prefix}availability.feed.{channel}"
+
     @property
     def redis_namespace(self) -> str:
         return f"{self.prefix}av"

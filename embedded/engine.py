@@ -7,6 +7,9 @@ between: no reader sees half a batch and no two batches interleave. Changed SKUs
 memory, dirty, until a checkpoint writes them and drops the log behind them. On start the
 log left after the last checkpoint is replayed; replaying an event already in a
 checkpointed SKU is a duplicate by its event_id, so a replay never counts twice.
+
+Each applied batch, and each rules change, offers the SKUs it touched to the channel feeds
+(`feeds.py`); their pump is a task the entry point runs.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ from availability import (
     positions,
 )
 from availability.batch import BatchResult
+from availability.feeds import FeedPage, SnapshotPage
 from availability.rules import CompiledChannel, CompiledRules
 from availability.views import bump_if_rules_move_answers
 
+from .feeds import EmbeddedFeeds
 from .store import DeadLetterRecord, LogEntry, RocksStore
 
 # A checkpoint writes every dirty SKU in one go, pausing the loop for roughly 15 µs per SKU:
@@ -52,6 +57,7 @@ class EmbeddedEngine:
         self._settings = settings
         self._clock = clock
         self._store: RocksStore | None = None
+        self._feeds: EmbeddedFeeds | None = None
         self._cache: OrderedDict[str, SkuState] = OrderedDict()  # clean, least recent first
         self._dirty: dict[str, SkuState] = {}  # changed since the last checkpoint
         self._seq = 0  # the last log entry applied
@@ -68,19 +74,25 @@ class EmbeddedEngine:
     # -- lifecycle -------------------------------------------------------------------------
 
     def open(self, rules_at_start: Rules | None = None) -> None:
-        """Open the store, replay the log, apply `--rules` if given, count what gauges need."""
+        """Open the store, replay the log, re-offer what the feeds lost, apply `--rules` if
+        given, count what gauges need."""
         store = self._store = RocksStore(
             self._settings.data_dir, sync_writes=self._settings.sync_writes
         )
         stored = store.load_rules()
         if stored is not None:
             self._rules = CompiledRules(decode_rules(stored))
+        feeds = self._feeds = EmbeddedFeeds(store, self._settings.feed_retention, self._clock)
+        feeds.configure(self._rules)
         self._seq = store.checkpoint_seq()
         for seq, entry in store.log():
             self._apply(
                 [decode_event(raw) for raw in entry.events], entry.events, seq, entry.now_us
             )
         self.checkpoint()
+        # After the replay, so the feeds compare every SKU as it is now; before new rules,
+        # whose change re-offers what it moves.
+        feeds.recover(store.states(), self._rules)
         if rules_at_start is not None:
             self._replace_rules(rules_at_start)
         self._oversold = sum(
@@ -94,12 +106,20 @@ class EmbeddedEngine:
             self.checkpoint()
             self._store.close()
             self._store = None
+            self._feeds = None
 
     @property
     def store(self) -> RocksStore:
         if self._store is None:
             raise RuntimeError("the engine is not open")
         return self._store
+
+    @property
+    def feeds(self) -> EmbeddedFeeds:
+        """The channel feeds; the entry point runs `feeds.run()` as a task while open."""
+        if self._feeds is None:
+            raise RuntimeError("the engine is not open")
+        return self._feeds
 
     def checkpoint(self) -> None:
         self.store.checkpoint(self._seq, self._dirty.values())
@@ -177,6 +197,7 @@ class EmbeddedEngine:
         seq = self._seq + 1
         self.store.append(seq, LogEntry(now, list(raw)))  # durable before anything changes
         result = self._apply(events, raw, seq, now)
+        self.feeds.changed(result.touched.values(), self._rules)
         if (
             len(self._dirty) >= CHECKPOINT_DIRTY_SKUS
             or time.monotonic() - self._last_checkpoint >= CHECKPOINT_SECONDS
@@ -223,6 +244,22 @@ class EmbeddedEngine:
         for state in changed:
             if state.sku in self._cache:
                 self._cache[state.sku] = state
+        if self.feeds.configure(new):
+            # A new feed starts from nothing: every SKU goes to the feeds, whose comparison
+            # with what each feed last said picks what to offer. The store has every SKU.
+            self.feeds.changed(self.store.states(), new)
+        else:
+            self.feeds.changed(changed, new)
+
+    # -- feeds -----------------------------------------------------------------------------
+
+    async def feed(self, channel: str, cursor: str | None, limit: int, wait_ms: int) -> FeedPage:
+        return await self.feeds.read(channel, cursor, limit, wait_ms)
+
+    async def feed_snapshot(self, channel: str, page_token: str | None, limit: int) -> SnapshotPage:
+        if self._dirty:
+            self.checkpoint()  # the snapshot reads SKU records: make them current
+        return self.feeds.snapshot(channel, page_token, limit)
 
     # -- health ----------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The embedded mode's RocksDB: an ingest log, checkpointed SKU records, rules, dead letters.
+"""The embedded mode's RocksDB: an ingest log, checkpointed SKU records, rules, dead letters
+and each channel's feed.
 
 Every accepted batch is first appended to the log in one write through RocksDB's WAL, so
 once it is acknowledged a killed process loses none of it (with `sync_writes`, neither does
@@ -24,6 +25,8 @@ _LOG: Final = b"l\x00"
 _DEAD_LETTER: Final = b"d\x00"
 _RULES_KEY: Final = b"r\x00current"
 _CHECKPOINT_KEY: Final = b"m\x00checkpoint"
+_FEED: Final = b"f\x00"  # f\0<channel>\0<seq>: the channel's items, oldest first
+_PUBLISHED: Final = b"g\x00"  # g\0<channel>\0<sku>: what the feed last said of the SKU
 _SEQ: Final = struct.Struct(">Q")
 _DEAD_LETTER_KEY: Final = struct.Struct(">QI")
 
@@ -39,9 +42,31 @@ class DeadLetterRecord(msgspec.Struct, frozen=True):
     raw: bytes  # the event as it arrived
 
 
+class FeedRecord(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    sku: str
+    sellable: int
+    version: int
+    at_us: int  # server time the item entered the feed
+
+
+class Published(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    sellable: int
+    version: int
+
+
 _log_encoder: Final = msgspec.msgpack.Encoder()
 _log_decoder: Final = msgspec.msgpack.Decoder(LogEntry)
 _dead_letter_decoder: Final = msgspec.msgpack.Decoder(DeadLetterRecord)
+_feed_decoder: Final = msgspec.msgpack.Decoder(FeedRecord)
+_published_decoder: Final = msgspec.msgpack.Decoder(Published)
+
+
+def _feed_prefix(channel: str) -> bytes:
+    return _FEED + channel.encode() + b"\x00"
+
+
+def _published_prefix(channel: str) -> bytes:
+    return _PUBLISHED + channel.encode() + b"\x00"
 
 
 class RocksStore:
@@ -56,8 +81,9 @@ class RocksStore:
     def close(self) -> None:
         self._db.close()
 
-    def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        for key, value in self._db.items(from_key=prefix):
+    def _scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """The keys with `prefix` in order, from `start` (a key with that prefix) if given."""
+        for key, value in self._db.items(from_key=start or prefix):
             assert isinstance(key, bytes)
             assert isinstance(value, bytes)
             if not key.startswith(prefix):
@@ -70,8 +96,10 @@ class RocksStore:
         data = self._db.get(_STATE + sku.encode())
         return decode_state(data) if data is not None else None
 
-    def states(self) -> Iterator[SkuState]:
-        for _, value in self._scan(_STATE):
+    def states(self, after: str | None = None) -> Iterator[SkuState]:
+        """Every SKU record in SKU order, or those after the SKU `after`."""
+        start = None if after is None else _STATE + after.encode() + b"\x00"
+        for _, value in self._scan(_STATE, start):
             yield decode_state(value)
 
     # -- the ingest log --------------------------------------------------------------------
@@ -122,3 +150,55 @@ class RocksStore:
         for state in states:
             batch.put(_STATE + state.sku.encode(), encode_state(state))
         self._db.write(batch, self._write_options)
+
+    # -- channel feeds ---------------------------------------------------------------------
+
+    def append_feed(
+        self, channel: str, first_seq: int, items: Sequence[FeedRecord], trim: range
+    ) -> None:
+        """Append items as `first_seq`, `first_seq + 1`, ..., record each as its SKU's last
+        published value, and drop the items whose seq is in `trim`, atomically."""
+        feed, published = _feed_prefix(channel), _published_prefix(channel)
+        batch = WriteBatch(raw_mode=True)
+        for seq, item in enumerate(items, first_seq):
+            batch.put(feed + _SEQ.pack(seq), _log_encoder.encode(item))
+            batch.put(
+                published + item.sku.encode(),
+                _log_encoder.encode(Published(item.sellable, item.version)),
+            )
+        if trim:
+            # Only the newly dropped range: one small tombstone per append, not a growing one.
+            batch.delete_range(feed + _SEQ.pack(trim.start), feed + _SEQ.pack(trim.stop))
+        self._db.write(batch, self._write_options)
+
+    def feed_items(self, channel: str, after: int, limit: int) -> list[tuple[int, FeedRecord]]:
+        """Up to `limit` items of the channel after seq `after`, oldest first."""
+        feed = _feed_prefix(channel)
+        items: list[tuple[int, FeedRecord]] = []
+        for key, value in self._scan(feed, feed + _SEQ.pack(after + 1)):
+            if len(items) >= limit:
+                break
+            items.append((int(_SEQ.unpack(key[len(feed) :])[0]), _feed_decoder.decode(value)))
+        return items
+
+    def feed_bounds(self, channel: str) -> tuple[int, int] | None:
+        """The first and last retained seq of the channel, None when it holds no item."""
+        feed = _feed_prefix(channel)
+        cursor = self._db.iter()
+        cursor.seek(feed)
+        if not cursor.valid() or not bytes(cursor.key()).startswith(feed):
+            return None
+        first = int(_SEQ.unpack(bytes(cursor.key())[len(feed) :])[0])
+        cursor.seek_for_prev(feed + b"\xff" * (_SEQ.size + 1))
+        last = int(_SEQ.unpack(bytes(cursor.key())[len(feed) :])[0])
+        return first, last
+
+    def published(self, channel: str) -> Iterator[tuple[str, Published]]:
+        """Every SKU the channel's feed has carried, in SKU order, with its last item."""
+        prefix = _published_prefix(channel)
+        for key, value in self._scan(prefix):
+            yield key[len(prefix) :].decode(), _published_decoder.decode(value)
+
+    def last_published(self, channel: str, sku: str) -> Published | None:
+        data = self._db.get(_published_prefix(channel) + sku.encode())
+        return _published_decoder.decode(data) if data is not None else None

@@ -187,7 +187,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=200, help="batches of 1,000 mixed events")
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument(
-        "--only", choices=["embedded", "streaming"], help="one mode's figures (default: both)"
+        "--only",
+        choices=["embedded", "streaming", "fanout"],
+        help="one part's figures (default: all)",
     )
     parser.add_argument(
         "--stream-events", type=int, default=200_000, help="events for the stream run"
@@ -199,12 +201,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="share of stream events on the hottest 1%% of SKUs (a peak sale's skew)",
     )
     args = parser.parse_args(argv)
-    if args.only != "embedded":
+    if args.only in (None, "streaming"):
         from .bench_streaming import bench_streaming
 
         print("# streaming mode: 1 worker, 8 partitions, Kafka and Redis on 127.0.0.1")
         print_table(bench_streaming(args.stream_events, hot_share=args.hot_share))
-    if args.only == "streaming":
+    if args.only in (None, "fanout"):
+        from .bench_fanout import bench_fanout
+
+        print("# fan-out (embedded mode): a burst into a channel feed at 500 items/s")
+        print_table(bench_fanout(skus=5_000, changes=100_000, rate=500))
+    if args.only in ("streaming", "fanout"):
         return
     print(
         f"# embedded mode: {args.skus:,} SKUs x 8 locations,"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,11 +17,15 @@ def embedded_app(settings: Settings, rules_at_start: Rules | None = None) -> Fas
     engine = EmbeddedEngine(settings)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine.open(rules_at_start)
+        engine.feeds.observer = app.state.services.metrics
+        pump = asyncio.create_task(engine.feeds.run(), name="feed-pump")
         try:
             yield
         finally:
+            pump.cancel()  # before the store closes under it
+            await asyncio.wait([pump])
             engine.close()
 
     return create_app(
@@ -28,6 +33,7 @@ def embedded_app(settings: Settings, rules_at_start: Rules | None = None) -> Fas
         ingest=engine,
         rules=engine,
         health=engine,
+        feeds=engine,
         api_keys=settings.api_keys,
         lifespan=lifespan,
     )

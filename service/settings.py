@@ -60,6 +60,7 @@ def settings_from(env: Mapping[str, str], args: argparse.Namespace | None = None
         ),
         "sync_writes": _bool(env, "AVAIL_SYNC_WRITES", False),
         "cache_skus": _int(env, "AVAIL_CACHE_SKUS", 100_000, minimum=1),
+        "feed_retention": _int(env, "AVAIL_FEED_RETENTION", 100_000, minimum=1),
         "log_level": env.get("AVAIL_LOG_LEVEL", "info").lower(),
         "kafka_bootstrap": env.get("AVAIL_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         "redis_url": env.get("AVAIL_REDIS_URL", "redis://127.0.0.1:6379/0"),

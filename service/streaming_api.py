@@ -27,6 +27,7 @@ def streaming_app(settings: Settings, rules_at_start: Rules | None = None) -> Fa
         ingest=runtime.ingest,
         rules=runtime.rules,
         health=runtime.health,
+        feeds=runtime.feeds,
         api_keys=settings.api_keys,
         lifespan=runtime.lifespan,
     )

@@ -26,6 +26,7 @@ from availability import Settings, SkuState, decode_state
 from availability.timeutil import MICROS_PER_SECOND
 from availability.topics import Names, partition_for
 
+from .fanout import FeedPump
 from .metrics import WorkerMetrics
 from .processor import Message, Processor, RulesHolder
 from .publisher import RedisPublisher
@@ -139,6 +140,18 @@ class Worker:
         self.publisher = RedisPublisher(self.redis, self.names.redis_namespace)
         self.publisher.on_published.append(self.observe_published)
         self.follower = RulesFollower(settings.kafka_bootstrap, self.names.rules_topic, self.rules)
+        self.raw_topic = raw
+        self.feed_topics: dict[str, faust.TopicT] = {}
+        self.fanout = FeedPump(
+            self.redis,
+            self.names.redis_namespace,
+            settings.partitions,
+            settings.feed_retention,
+            self.send_to_feed_topic,
+            wall_clock_micros,
+            self.metrics,
+        )
+        self._fanout_rules: object = None  # the compiled rules the fan-out was set up with
         self._wire()
 
     def _wire(self) -> None:
@@ -169,6 +182,10 @@ class Worker:
             await self.maintain()
 
         @app.task  # type: ignore[untyped-decorator]
+        async def pump_feeds() -> None:
+            await self.fanout.run()
+
+        @app.task  # type: ignore[untyped-decorator]
         async def serve_metrics() -> None:
             start_http_server(self.settings.metrics_port, self.settings.host, self.metrics.registry)
 
@@ -179,6 +196,7 @@ class Worker:
         for event in events:
             by_partition[event.message.partition].append(event)
         changed: dict[str, SkuState] = {}
+        readopt = self.follow_feed_rules()
         for partition, group in by_partition.items():
             if partition not in owned:
                 # Fetched before a rebalance took the partition away: its new owner reads
@@ -191,11 +209,14 @@ class Worker:
             with in_partition_of(group[-1]):
                 outcome = self.processor.handle_partition(partition, messages)
             changed.update(outcome.changed)
+            self.fanout.changed(partition, outcome.changed.values(), self.rules.compiled)
             for result in outcome.results:
                 self.metrics.record(result)
             if outcome.invalid:
                 self.metrics.events.labels("unknown", "invalid").inc(outcome.invalid)
                 self.metrics.dead_letters.inc(outcome.invalid)
+        if readopt or self.follow_feed_rules():
+            await self.readopt_feeds()
         await self.changelog_durable()
         if changed:
             await self.publisher.submit(list(changed.values()), self.rules.compiled)
@@ -210,6 +231,35 @@ class Worker:
         while producer.buffer.size:
             await producer.buffer.flush()
         await producer.flush()
+
+    def follow_feed_rules(self) -> bool:
+        """Set the fan-out up for the rules in force; True when a channel just got a feed,
+        so every SKU of this worker's partitions must be offered to it."""
+        compiled = self.rules.compiled
+        if compiled is self._fanout_rules:
+            return False
+        self._fanout_rules = compiled
+        return bool(self.fanout.configure(compiled))
+
+    async def readopt_feeds(self) -> None:
+        for partition in sorted(self.active_partitions()):
+            await self.fanout.adopt(
+                partition, self.partition_states(partition), self.rules.compiled
+            )
+
+    async def send_to_feed_topic(self, channel: str, sku: str, value: bytes) -> None:
+        topic = self.feed_topics.get(channel)
+        if topic is None:
+            topic = self.app.topic(
+                self.names.feed_topic(channel),
+                partitions=self.settings.partitions,
+                compacting=True,
+                deleting=False,
+                **self.raw_topic,
+            )
+            await topic.maybe_declare()
+            self.feed_topics[channel] = topic
+        await topic.send(key=sku.encode(), value=value)
 
     def observe_published(self, states: Sequence[SkuState]) -> None:
         now = time.time()
@@ -227,23 +277,31 @@ class Worker:
             return
         if not self.follower.caught_up.is_set():
             return
+        owned = self.active_partitions()
+        self.fanout.drop(self.fanout.owned() - owned)
+        if self.follow_feed_rules():
+            await self.readopt_feeds()
         owners = await self.publisher.ready_owners()
-        for partition in sorted(self.active_partitions()):
+        for partition in sorted(owned):
             if owners.get(partition) == self.instance_id:
                 continue
             await self.rebuild(partition)
 
-    async def rebuild(self, partition: int) -> None:
-        started = time.perf_counter()
-        states = [
+    def partition_states(self, partition: int) -> list[SkuState]:
+        return [
             decode_state(value)
             for key, value in self.table.items()
             if not key.startswith(b"\x00")
             and partition_for(key, self.settings.partitions) == partition
         ]
+
+    async def rebuild(self, partition: int) -> None:
+        started = time.perf_counter()
+        states = self.partition_states(partition)
         await self.publisher.publish(states, self.rules.compiled)
         if partition not in self.active_partitions():
             return  # taken away while we published: its new owner will rebuild it
+        await self.fanout.adopt(partition, states, self.rules.compiled)
         await self.publisher.mark_ready(partition, self.instance_id)
         self.metrics.rebuilds.inc()
         log.info(

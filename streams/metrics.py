@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -52,6 +53,44 @@ class WorkerMetrics:
             "Partitions republished whole to Redis (takeover, restart, flush)",
             registry=self.registry,
         )
+
+        self.feed_backlog_skus = Gauge(
+            "availability_feed_backlog",
+            "SKUs whose newest channel quantity waits for its turn in the channel's feed",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.feed_items = Counter(
+            "availability_feed_published",
+            "Items appended to the channel's feed",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.feed_coalesced_changes = Counter(
+            "availability_feed_coalesced",
+            "Channel quantity changes replaced by a newer one before their turn",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.feed_lag = Histogram(
+            "availability_feed_lag_seconds",
+            "From a channel quantity's change to its item in the channel's feed",
+            ["channel"],
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
+
+    def feed_published(self, channel: str, lags_seconds: Sequence[float]) -> None:
+        self.feed_items.labels(channel).inc(len(lags_seconds))
+        histogram = self.feed_lag.labels(channel)
+        for lag in lags_seconds:
+            histogram.observe(lag)
+
+    def feed_coalesced(self, channel: str, count: int) -> None:
+        self.feed_coalesced_changes.labels(channel).inc(count)
+
+    def feed_backlog(self, channel: str, backlog: int) -> None:
+        self.feed_backlog_skus.labels(channel).set(backlog)
 
     def record(self, result: BatchResult) -> None:
         for (event_type, outcome), count in result.outcomes.items():

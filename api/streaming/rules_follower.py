@@ -18,7 +18,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from availability import InvalidRules, NotReady, Rules, decode_rules, encode_rules
+from availability import InvalidRules, NotReady, Rules, UnknownChannel, decode_rules, encode_rules
 from availability.control import RulesChanged, control_encoder
 from availability.rules import EMPTY_RULES
 from availability.topics import Names
@@ -93,6 +93,14 @@ class RulesFollower:
     def has_channel(self, channel: str) -> bool:
         self._require_ready()
         return channel in self._rules.channels
+
+    def has_feed(self, channel: str) -> bool:
+        """Whether `channel` has a feed; UnknownChannel when the rules don't name it."""
+        self._require_ready()
+        rule = self._rules.channels.get(channel)
+        if rule is None:
+            raise UnknownChannel(f"channel {channel!r} is not in the rules")
+        return rule.feed is not None
 
     # -- publishing ------------------------------------------------------------------------
 

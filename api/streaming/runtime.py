@@ -20,11 +20,13 @@ from fastapi import FastAPI
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from availability import AvailabilityError, Rules
+from availability.feeds import MAX_WAIT_MS
 from availability.topics import Names
 
 from .health import StreamingHealth
 from .kafka_ingest import KafkaIngest
 from .kafka_link import KafkaLink
+from .redis_feeds import RedisFeeds
 from .redis_read_model import RedisReadModel
 from .rules_follower import RulesFollower
 from .topics_admin import ensure_topics
@@ -38,6 +40,10 @@ RETRY_MAX_S: Final = 10.0
 REDIS_MAX_CONNECTIONS: Final = 64
 REDIS_WAIT_S: Final = 2.0  # for a free connection, before the read answers 503
 REDIS_SOCKET_TIMEOUT_S: Final = 2.0
+# Feed long-polls block a connection each for up to 30 s: a pool of their own, so they
+# never hold the connections storefront reads need; beyond it a long-poll waits for one.
+LONG_POLL_CONNECTIONS: Final = 256
+LONG_POLL_SOCKET_TIMEOUT_S: Final = MAX_WAIT_MS / 1000 + 5
 
 
 class StreamingRuntime:
@@ -61,10 +67,20 @@ class StreamingRuntime:
                 socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
             )
         )
+        self.long_polls = Redis.from_pool(
+            BlockingConnectionPool.from_url(
+                redis_url,
+                max_connections=LONG_POLL_CONNECTIONS,
+                timeout=LONG_POLL_SOCKET_TIMEOUT_S,
+                socket_timeout=LONG_POLL_SOCKET_TIMEOUT_S,
+                socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
+            )
+        )
         self.kafka = KafkaLink(kafka_bootstrap)
         self.rules = RulesFollower(self.kafka, names, partitions, rules_at_start)
         namespace = names.redis_namespace
         self.read = RedisReadModel(self.redis, namespace, partitions, self.rules)
+        self.feeds = RedisFeeds(self.redis, self.long_polls, namespace, partitions, self.rules)
         self.ingest = KafkaIngest(self.kafka, names, partitions)
         self.health = StreamingHealth(self.redis, namespace, partitions, self.kafka, self.rules)
         self._connecting: asyncio.Task[None] | None = None
@@ -86,6 +102,7 @@ class StreamingRuntime:
         await self.rules.stop()
         await self.kafka.close()
         await self.redis.aclose()
+        await self.long_polls.aclose()
 
     async def _connect(self) -> None:
         delay = RETRY_FIRST_S

@@ -15,7 +15,6 @@ import pytest
 import redis
 from aiokafka.admin import AIOKafkaAdminClient
 
-from api.streaming import wanted_topics
 from tests.support.read_model import forget_namespace, mark_ready
 from tests.support.server import ApiServer, server_pool
 from tests.support.streaming import KAFKA, REDIS_URL, Stack
@@ -65,15 +64,15 @@ def fresh_stack(redis_client: redis.Redis) -> Iterator[Stack]:
     stack = Stack()
     yield stack
     forget_namespace(redis_client, stack.names)
-    asyncio.run(_delete_topics(list(wanted_topics(stack.names, stack.partitions))))
+    asyncio.run(_delete_topics(stack.tag))
 
 
-async def _delete_topics(topics: list[str]) -> None:
+async def _delete_topics(prefix: str) -> None:
+    """Every topic of the deployment: its own, the workers' changelogs, the channel feeds."""
     admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
     try:
         await admin.start()
-        existing = set(await admin.list_topics())
-        if doomed := [topic for topic in topics if topic in existing]:
+        if doomed := [topic for topic in await admin.list_topics() if topic.startswith(prefix)]:
             await admin.delete_topics(doomed)
     finally:
         await admin.close()

@@ -57,8 +57,15 @@ class Stack:
 class WorkerProcess:
     """One `availability worker` on its own data directory."""
 
-    def __init__(self, stack: Stack, data_dir: Path, standby_replicas: int = 1) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        data_dir: Path,
+        standby_replicas: int = 1,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.stack = stack
+        self.extra_env = dict(env or {})
         self.data_dir = data_dir
         self.standby_replicas = standby_replicas
         self.log_path = data_dir.with_name(f"{data_dir.name}.log")
@@ -70,6 +77,7 @@ class WorkerProcess:
             "AVAIL_DATA_DIR": str(self.data_dir),
             "AVAIL_METRICS_PORT": str(free_port()),
             "AVAIL_STANDBY_REPLICAS": str(self.standby_replicas),
+            **self.extra_env,
         }
         with self.log_path.open("ab") as log:
             log.write(b"\n--- start\n")
