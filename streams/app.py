@@ -139,6 +139,7 @@ class Worker:
         self.redis = aioredis.Redis.from_url(settings.redis_url)
         self.publisher = RedisPublisher(self.redis, self.names.redis_namespace)
         self.publisher.on_published.append(self.observe_published)
+        self.publisher.on_published.append(self.offer_to_feeds)
         self.follower = RulesFollower(settings.kafka_bootstrap, self.names.rules_topic, self.rules)
         self.raw_topic = raw
         self.feed_topics: dict[str, faust.TopicT] = {}
@@ -209,7 +210,6 @@ class Worker:
             with in_partition_of(group[-1]):
                 outcome = self.processor.handle_partition(partition, messages)
             changed.update(outcome.changed)
-            self.fanout.changed(partition, outcome.changed.values(), self.rules.compiled)
             for result in outcome.results:
                 self.metrics.record(result)
             if outcome.invalid:
@@ -260,6 +260,16 @@ class Worker:
             await topic.maybe_declare()
             self.feed_topics[channel] = topic
         await topic.send(key=sku.encode(), value=value)
+
+    def offer_to_feeds(self, states: Sequence[SkuState]) -> None:
+        """Offer changes to the feeds only once Redis holds them: a feed item must never be
+        ahead of the answers a snapshot reads, or a consumer that snapshots after the item
+        entered the feed, but before its answer was written, would keep the older value."""
+        by_partition: dict[int, list[SkuState]] = defaultdict(list)
+        for state in states:
+            by_partition[partition_for(state.sku.encode(), self.settings.partitions)].append(state)
+        for partition, group in by_partition.items():
+            self.fanout.changed(partition, group, self.rules.compiled)
 
     def observe_published(self, states: Sequence[SkuState]) -> None:
         now = time.time()

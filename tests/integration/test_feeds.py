@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 from tests.support.events import event, unique_sku
 from tests.support.feeds import Follower, burst, current, follow_until
 from tests.support.server import ApiServer, Server
-from tests.support.streaming import Stack, WorkerProcess
+from tests.support.streaming import Stack, WorkerProcess, read_topic, run
 
 from .helpers import RULES, wait_readiness
 
@@ -40,30 +41,44 @@ FEED_RULES: dict[str, Any] = {
 StartMode = Callable[..., Server]
 
 
-@pytest.fixture(params=["embedded", "streaming"])
-def start_mode(
-    request: pytest.FixtureRequest, tmp_path: Path, fresh_stack: Stack
-) -> Iterator[StartMode]:
-    """Start the service in the mode of the test's parameter, with FEED_RULES and `env`."""
+@contextmanager
+def service(mode: str, tmp_path: Path, stack: Stack) -> Iterator[StartMode]:
+    """Start the service in `mode`, with FEED_RULES and `env`; stop it afterwards."""
     rules = tmp_path / "feed-rules.json"
     rules.write_text(json.dumps(FEED_RULES))
     started: list[Server | WorkerProcess] = []
 
     def start(env: dict[str, str] | None = None) -> Server:
-        if request.param == "embedded":
+        if mode == "embedded":
             server = Server(tmp_path / "embedded", env=env, rules_file=rules).start()
             started.append(server)
             return server
-        worker = WorkerProcess(fresh_stack, tmp_path / "worker", env=env).start()
+        worker = WorkerProcess(stack, tmp_path / "worker", env=env).start()
         started.append(worker)
-        api = ApiServer(tmp_path / "api", env=fresh_stack.env | (env or {}), rules_file=rules)
+        api = ApiServer(tmp_path / "api", env=stack.env | (env or {}), rules_file=rules)
         started.append(api.start())
         wait_readiness(api, 200, timeout_s=90)
         return api
 
-    yield start
-    for process in started:
-        process.stop()
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop()
+
+
+@pytest.fixture(params=["embedded", "streaming"])
+def start_mode(
+    request: pytest.FixtureRequest, tmp_path: Path, fresh_stack: Stack
+) -> Iterator[StartMode]:
+    with service(request.param, tmp_path, fresh_stack) as start:
+        yield start
+
+
+@pytest.fixture
+def start_streaming(tmp_path: Path, fresh_stack: Stack) -> Iterator[StartMode]:
+    with service("streaming", tmp_path, fresh_stack) as start:
+        yield start
 
 
 def test_a_consumer_that_snapshots_then_follows_ends_with_the_current_quantities(
@@ -145,3 +160,55 @@ def test_the_channel_rate_limit_holds_on_the_published_items(start_mode: StartMo
     for start in times:  # every one-second window from an item on: at most 16 items
         assert sum(start <= t < start + 1 for t in times) <= 16
     assert Counter(i["sku"] for i in items).most_common(1)[0][1] == 1
+
+
+def test_a_rules_change_that_moves_many_skus_goes_through_the_same_throttle(
+    start_mode: StartMode,
+) -> None:
+    server = start_mode()
+    skus = [unique_sku("RULE") for _ in range(32)]
+    with server.client(timeout=30) as http:
+        follower = Follower(http, "slow")
+        follower.snapshot()
+        stock = [event("receipt", sku, "DC1", qty=10) for sku in skus]
+        http.post("/v1/events", json=stock).raise_for_status()
+        follow_until(follower, lambda: current(http, "slow", skus))
+        first = len(follower.values)
+
+        halved = json.loads(json.dumps(FEED_RULES))
+        halved["channels"]["slow"]["share"] = 0.5
+        assert http.put("/v1/rules", json=halved).status_code == 200
+        items: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(
+            follower.sellable().get(sku) != 5 for sku in skus
+        ):
+            items += follower.poll(wait_ms=1000)
+    assert first == len(skus)
+    assert {sku: follower.sellable()[sku] for sku in skus} == dict.fromkeys(skus, 5)
+    times = [datetime.fromisoformat(i["at"]).timestamp() for i in items]
+    for start in times:
+        assert sum(start <= t < start + 1 for t in times) <= 16
+
+
+def test_the_streaming_feed_is_also_a_compacted_topic_with_each_skus_last_value(
+    start_streaming: StartMode, fresh_stack: Stack
+) -> None:
+    server = start_streaming()
+    skus = [unique_sku("TOPIC") for _ in range(300)]
+    with server.client(timeout=30) as http:
+        burst(http, skus, 2000, seed=4)
+        follower = Follower(http, "web")
+        expected = follow_until(follower, lambda: current(http, "web", skus))
+    deadline, last = time.monotonic() + 30, dict[str, tuple[int, int]]()
+    while time.monotonic() < deadline:
+        last = {}
+        for record in run(read_topic(fresh_stack.names.feed_topic("web"))):
+            item = json.loads(record.value)
+            assert record.key == item["sku"].encode()
+            if item["version"] > last.get(item["sku"], (-1, 0))[0]:
+                last[item["sku"]] = (item["version"], item["sellable"])
+        if {sku: last.get(sku, (0, 0))[1] for sku in skus} == expected:
+            break
+        time.sleep(0.5)
+    assert {sku: last.get(sku, (0, 0))[1] for sku in skus} == expected
