@@ -160,6 +160,10 @@ class ChannelThrottle:
                 heapq.heappush(self._cooling, (free_at, next(self._arrivals), sku))
         entry.version, entry.sellable, entry.changed_at = version, sellable, now
 
+    def knows(self, sku: str) -> bool:
+        """Whether the SKU was ever offered or remembered here."""
+        return sku in self._skus
+
     def remember(self, sku: str, sellable: int, version: int) -> None:
         """The feed already carries `sellable` as of `version` for the SKU, published before
         this throttle existed (a worker taking over a partition reads it back): later offers

@@ -1,12 +1,12 @@
 """The embedded mode's channel feeds (SPEC 5 and 7): throttles in memory, items in RocksDB.
 
-Each channel with a `feed` has a `ChannelThrottle`. A SKU is offered to it when its channel
-quantity differs from what the feed last said of it (a SKU the feed never carried counts as
-0), or while a value of it is still pending, so a change back still replaces the pending
-one. The pump takes what the throttles let through and appends it to the channel's log in
-RocksDB, the SKU's last published value in the same write. Pending values live only in
-memory: at open, `recover` re-offers every SKU whose quantity differs from its last
-published value, so a crash or a stop delays the last word but never loses it.
+Each channel with a `feed` has a `ChannelThrottle`, which learns what the feed last said of
+a SKU (0 for a SKU the feed never carried) the first time it meets the SKU, and drops the
+offers that change nothing for the channel. The pump takes what the throttles let through
+and appends it to the channel's log in RocksDB, the SKU's last published value in the same
+write. Pending values live only in memory: at open, `recover` re-offers every SKU whose
+quantity differs from its last published value, so a crash or a stop delays the last word
+but never loses it.
 
 A cursor is the seq of the last item a consumer has, in decimal; seqs start at 1. Each
 channel keeps its newest `retention` items.
@@ -81,22 +81,35 @@ class _Feed:
     throttle: ChannelThrottle
     first: int  # oldest retained seq; head + 1 when the feed holds no item
     head: int  # newest seq, 0 when none was ever appended
-    pending: set[str] = field(default_factory=set)  # offered, maybe not yet taken
     appended: asyncio.Event = field(default_factory=asyncio.Event)  # replaced at each append
     lag_us: int = 0
 
 
-def _located(state: SkuState, rules: CompiledRules) -> list[tuple[str, str, int]]:
-    """(location, its type, sellable) of each position: computed once per SKU, shared by
-    every channel, as `availability.published` does. Safety stock is most of the cost."""
-    return [
-        (
-            location,
-            rules.location_type(location),
-            sellable(position, rules.safety_stock(state.sku, location)),
-        )
-        for location, position in state.positions.items()
-    ]
+def _located(
+    state: SkuState, rules: CompiledRules, eligible: dict[str, str | None]
+) -> list[tuple[str, str, int]]:
+    """(location, its type, sellable) of each position a feed channel can sell from:
+    computed once per SKU and shared by the channels. `eligible` maps a location to its
+    type, or None when no feed channel takes it; filled as locations come up (a few dozen
+    per retailer). Safety stock is most of the cost, so it is looked up only where used."""
+    found = []
+    for location, position in state.positions.items():
+        kind = eligible.get(location, _UNSEEN)
+        if kind is _UNSEEN:
+            kind = eligible[location] = _eligible_type(location, rules)
+        if kind is not None:
+            units = sellable(position, rules.safety_stock(state.sku, location))
+            found.append((location, kind, units))
+    return found
+
+
+def _eligible_type(location: str, rules: CompiledRules) -> str | None:
+    kind = rules.location_type(location)
+    feeds = [channel for channel in rules.channels.values() if channel.rule.feed is not None]
+    return kind if any(channel.is_eligible(location, kind) for channel in feeds) else None
+
+
+_UNSEEN: Final = "\0unseen"
 
 
 def _quantity(channel: CompiledChannel, located: list[tuple[str, str, int]]) -> int:
@@ -116,6 +129,8 @@ class EmbeddedFeeds:
         self._feeds: dict[str, _Feed] = {}
         self._wake = asyncio.Event()  # set when an offer or a rules change may move the pump
         self.observer: FeedObserver = NoFeedObserver()  # the API's metrics, once it exists
+        # Per rules: location -> its type, or None when no feed channel takes it.
+        self._eligible: tuple[CompiledRules, dict[str, str | None]] | None = None
 
     # -- rules -----------------------------------------------------------------------------
 
@@ -149,31 +164,38 @@ class EmbeddedFeeds:
 
     # -- offers ----------------------------------------------------------------------------
 
+    def _eligible_for(self, rules: CompiledRules) -> dict[str, str | None]:
+        if self._eligible is None or self._eligible[0] is not rules:
+            self._eligible = (rules, {})
+        return self._eligible[1]
+
     def changed(self, states: Iterable[SkuState], rules: CompiledRules) -> None:
-        """Offer each SKU's channel quantity to every feed it changes for."""
+        """Offer each SKU's channel quantity to every feed; the throttle drops what its feed
+        already carries. A SKU it has not seen since the start learns the feed's last value
+        from the store first (one read per SKU and channel per process)."""
         if not self._feeds:
             return
-        now, store, offered = self._clock(), self._store, False
+        now, store = self._clock(), self._store
         feeds = [(feed, rules.channels[feed.name]) for feed in self._feeds.values()]
+        eligible = self._eligible_for(rules)
         coalesced = {feed.name: feed.throttle.coalesced for feed, _ in feeds}
         for state in states:
-            sku, located = state.sku, _located(state, rules)
+            sku, located = state.sku, _located(state, rules, eligible)
             for feed, channel in feeds:
-                quantity = _quantity(channel, located)
-                if sku not in feed.pending:
+                throttle = feed.throttle
+                if not throttle.knows(sku):
                     last = store.last_published(feed.name, sku)
-                    if quantity == (last.sellable if last is not None else 0):
-                        continue
-                feed.throttle.offer(sku, quantity, state.version, now)
-                feed.pending.add(sku)
-                offered = True
+                    if last is None:
+                        throttle.remember(sku, 0, 0)  # never published: the feed says 0
+                    else:
+                        throttle.remember(sku, last.sellable, last.version)
+                throttle.offer(sku, _quantity(channel, located), state.version, now)
         for feed, _ in feeds:
             if feed.throttle.coalesced > coalesced[feed.name]:
                 self.observer.feed_coalesced(
                     feed.name, feed.throttle.coalesced - coalesced[feed.name]
                 )
-        if offered:
-            self._wake.set()
+        self._wake.set()
 
     def recover(self, states: Iterable[SkuState], rules: CompiledRules) -> None:
         """At open: re-offer every SKU whose quantity is not what its feed last said, the
@@ -186,14 +208,17 @@ class EmbeddedFeeds:
             (feed, rules.channels[feed.name], dict(self._store.published(feed.name)))
             for feed in self._feeds.values()
         ]
+        eligible = self._eligible_for(rules)
         for state in states:
-            located = _located(state, rules)
+            located = _located(state, rules, eligible)
             for feed, channel, published in feeds:
-                quantity = _quantity(channel, located)
                 last = published.get(state.sku)
-                if quantity != (last.sellable if last is not None else 0):
-                    feed.throttle.offer(state.sku, quantity, state.version, now)
-                    feed.pending.add(state.sku)
+                if last is None:
+                    feed.throttle.remember(state.sku, 0, 0)
+                else:
+                    feed.throttle.remember(state.sku, last.sellable, last.version)
+                quantity = _quantity(channel, located)
+                feed.throttle.offer(state.sku, quantity, state.version, now)
         self._wake.set()
 
     # -- the pump --------------------------------------------------------------------------
@@ -233,10 +258,6 @@ class EmbeddedFeeds:
         for feed in self._feeds.values():
             taken = feed.throttle.take_due(now, PUMP_BATCH)
             self.observer.feed_backlog(feed.name, feed.throttle.backlog)
-            if feed.throttle.backlog == 0:
-                feed.pending.clear()  # also forgets SKUs whose pending value changed back
-            else:
-                feed.pending.difference_update(item.sku for item in taken)
             if not taken:
                 continue
             first_seq = feed.head + 1
@@ -319,7 +340,7 @@ class EmbeddedFeeds:
         states = list(islice(self._store.states(after), limit + 1))
         items = []
         for state in states[:limit]:
-            quantity = _quantity(compiled, _located(state, rules))
+            quantity = _quantity(compiled, _located(state, rules, self._eligible_for(rules)))
             items.append(SnapshotItem(state.sku, quantity, state.version))
         next_token = None
         if len(states) > limit:

@@ -197,7 +197,6 @@ class Worker:
         for event in events:
             by_partition[event.message.partition].append(event)
         changed: dict[str, SkuState] = {}
-        readopt = self.follow_feed_rules()
         for partition, group in by_partition.items():
             if partition not in owned:
                 # Fetched before a rebalance took the partition away: its new owner reads
@@ -215,8 +214,6 @@ class Worker:
             if outcome.invalid:
                 self.metrics.events.labels("unknown", "invalid").inc(outcome.invalid)
                 self.metrics.dead_letters.inc(outcome.invalid)
-        if readopt or self.follow_feed_rules():
-            await self.readopt_feeds()
         await self.changelog_durable()
         if changed:
             await self.publisher.submit(list(changed.values()), self.rules.compiled)
@@ -290,6 +287,7 @@ class Worker:
         owned = self.active_partitions()
         self.fanout.drop(self.fanout.owned() - owned)
         if self.follow_feed_rules():
+            await self.publisher.written()  # the new channel's answers first: see offer_to_feeds
             await self.readopt_feeds()
         owners = await self.publisher.ready_owners()
         for partition in sorted(owned):

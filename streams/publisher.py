@@ -60,6 +60,7 @@ class RedisPublisher:
         self._pending: dict[str, SkuState] = {}
         self._rules: CompiledRules | None = None
         self._wake = asyncio.Event()
+        self._writing = False
         self.on_published: list[Any] = []  # callbacks(states) after each successful write
 
     async def submit(self, states: Sequence[SkuState], rules: CompiledRules) -> None:
@@ -80,9 +81,18 @@ class RedisPublisher:
             while self._pending:
                 states, self._pending = list(self._pending.values()), {}
                 assert self._rules is not None
-                await self.publish(states, self._rules)
+                self._writing = True
+                try:
+                    await self.publish(states, self._rules)
+                finally:
+                    self._writing = False
                 for callback in self.on_published:
                     callback(states)
+
+    async def written(self) -> None:
+        """Wait until every state submitted so far is in Redis."""
+        while self._pending or self._writing:  # noqa: ASYNC110 - rare: a new feed channel
+            await asyncio.sleep(0.01)
 
     async def publish(self, states: Sequence[SkuState], rules: CompiledRules) -> None:
         for start in range(0, len(states), CHUNK):
