@@ -27,7 +27,7 @@ from .timeutil import MICROS_PER_SECOND
 MICROS_PER_MILLISECOND: Final = 1000
 
 
-class FeedItem(Struct, frozen=True, gc=False):
+class ThrottledItem(Struct, frozen=True, gc=False):
     """One entry of a channel's feed: a SKU's channel quantity as of `version`."""
 
     sku: str
@@ -173,7 +173,7 @@ class ChannelThrottle:
                 version, sellable, 0, waiting=False, published_sellable=sellable
             )
 
-    def take_due(self, now: int, limit: int | None = None) -> list[FeedItem]:
+    def take_due(self, now: int, limit: int | None = None) -> list[ThrottledItem]:
         """The items publishable at `now` (at most `limit`), in fair order, recorded as
         published at `now`. What the limits hold back stays in line, in its place."""
         now = self._tick(now)
@@ -184,7 +184,7 @@ class ChannelThrottle:
         room = self._burst - len(recent)
         if limit is not None:
             room = min(room, limit)
-        items: list[FeedItem] = []
+        items: list[ThrottledItem] = []
         ready, skus = self._ready, self._skus
         while ready and len(items) < room:
             sku = ready.popleft()
@@ -192,7 +192,7 @@ class ChannelThrottle:
             entry.waiting = False
             entry.published_sellable = entry.sellable
             entry.published_at = now
-            items.append(FeedItem(sku, entry.sellable, entry.version, now, entry.changed_at))
+            items.append(ThrottledItem(sku, entry.sellable, entry.version, now, entry.changed_at))
         if items:
             recent.extend(repeat(now, len(items)))
             self._last_published_at = now

@@ -22,7 +22,7 @@ class Settings(Struct, frozen=True, kw_only=True):
     windows: Windows = DEFAULT_WINDOWS
     sync_writes: bool = False
     cache_skus: int = 100_000
-    feed_retention: int = 100_000  # items kept per channel feed (embedded mode)
+    feed_retention: int = 100_000  # items kept per channel feed, in either mode
     log_level: str = "info"
     kafka_bootstrap: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -28,8 +28,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from availability import SkuState
-from availability.fanout import ChannelThrottle
-from availability.fanout import FeedItem as DueItem
+from availability.fanout import ChannelThrottle, ThrottledItem
 from availability.feeds import FeedItem, FeedObserver
 from availability.published import TRIMMED_FIELD, feed_last_key, feed_stream_key
 from availability.rules import CompiledRules
@@ -190,7 +189,7 @@ class FeedPump:
 
     async def pump_once(self) -> None:
         now = self._clock()
-        due: dict[str, list[DueItem]] = {}
+        due: dict[str, list[ThrottledItem]] = {}
         for (channel, _), throttle in list(self._throttles.items()):
             items = throttle.take_due(now)
             if items:
@@ -210,7 +209,7 @@ class FeedPump:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.001))
 
-    async def _append(self, channel: str, items: Sequence[DueItem]) -> None:
+    async def _append(self, channel: str, items: Sequence[ThrottledItem]) -> None:
         keys = [feed_stream_key(self._namespace, channel), feed_last_key(self._namespace, channel)]
         for start in range(0, len(items), CHUNK):
             chunk = items[start : start + CHUNK]

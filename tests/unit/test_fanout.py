@@ -14,7 +14,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from availability.fanout import ChannelThrottle, FeedItem, rate_budget
+from availability.fanout import ChannelThrottle, ThrottledItem, rate_budget
 
 PROPERTY: Final = settings(max_examples=150, deadline=None)
 
@@ -23,13 +23,13 @@ SECOND: Final = 1_000_000
 T0: Final = 1_700_000_000 * SECOND  # an epoch instant, so nothing leans on time starting at 0
 
 
-def drain(throttle: ChannelThrottle, now: int, max_calls: int = 10_000) -> list[FeedItem]:
+def drain(throttle: ChannelThrottle, now: int, max_calls: int = 10_000) -> list[ThrottledItem]:
     """What a pump does once offers stop: take at every due time until nothing waits.
 
     On the way it checks that `next_due_at` is exact: nothing is due a µs earlier, and a
     take at the due time returns an item unless the values due were dropped as unchanged.
     """
-    items: list[FeedItem] = []
+    items: list[ThrottledItem] = []
     for _ in range(max_calls):
         due = throttle.next_due_at()
         if due is None:
@@ -45,7 +45,7 @@ def drain(throttle: ChannelThrottle, now: int, max_calls: int = 10_000) -> list[
 
 
 def assert_within_limits(
-    items: Sequence[FeedItem], max_per_second: float, min_interval_ms: int, since: int = 0
+    items: Sequence[ThrottledItem], max_per_second: float, min_interval_ms: int, since: int = 0
 ) -> None:
     """The limits, checked from their definitions rather than from the throttle's scheme,
     for every item from position `since` on, counting the items before it too."""
@@ -59,7 +59,7 @@ def assert_within_limits(
             assert in_window <= rate, f"{in_window} items in the second up to {end}"
         elif position > 0:
             assert (end - times[position - 1]) * rate >= SECOND, f"items up to {end}"
-    last_of: dict[str, FeedItem] = {}
+    last_of: dict[str, ThrottledItem] = {}
     for position, item in enumerate(items):
         earlier = last_of.get(item.sku)
         if earlier is not None:
@@ -110,7 +110,7 @@ class Replay:
         self.versions = count(10)
         self.offered: set[tuple[str, int, int, int]] = set()
         self.newest: dict[str, tuple[int, int]] = {}  # sku -> (version, sellable)
-        self.published: list[FeedItem] = []
+        self.published: list[ThrottledItem] = []
 
     def play(self, ops: Sequence[Offer | Take]) -> None:
         for op in ops:
@@ -208,9 +208,9 @@ def test_skus_go_in_the_order_they_became_free_to_go(
     versions = count(1)
     waiting_since: dict[str, int] = {}  # sku -> when its pending value was first offered
     last_at: dict[str, int] = {}
-    published: list[tuple[FeedItem, int]] = []  # with when the SKU was free to go
+    published: list[tuple[ThrottledItem, int]] = []  # with when the SKU was free to go
 
-    def record(items: list[FeedItem]) -> None:
+    def record(items: list[ThrottledItem]) -> None:
         for item in items:
             free_at = waiting_since.pop(item.sku)
             if item.sku in last_at:
@@ -341,7 +341,7 @@ def test_the_waiting_value_is_the_newest_and_remembers_when_it_was_offered() -> 
     throttle.offer("A", 7, 3, T0 + 3)  # older than the waiting version: ignored
 
     assert throttle.take_due(T0 + SECOND - 1) == []
-    assert throttle.take_due(T0 + SECOND) == [FeedItem("A", 8, 4, T0 + SECOND, T0 + 2)]
+    assert throttle.take_due(T0 + SECOND) == [ThrottledItem("A", 8, 4, T0 + SECOND, T0 + 2)]
     assert (throttle.coalesced, throttle.stale) == (1, 1)
 
 
