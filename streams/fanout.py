@@ -138,6 +138,7 @@ class FeedPump:
 
         A throttle that already exists is kept, not replaced: it may hold offers of events
         applied after `states` were read. A SKU missing from the feed counts as 0."""
+        quantities = [channel_quantities(state, rules) for state in states]  # once per SKU
         for channel in [c for c in self._feeds if c in rules.channels]:
             throttle = self._throttle(channel, partition)
             now = self._clock()
@@ -146,14 +147,14 @@ class FeedPump:
                 last = await self._redis.hmget(
                     feed_last_key(self._namespace, channel), [s.sku for s in chunk]
                 )
-                for state, carried in zip(chunk, last, strict=True):
+                for offset, (state, carried) in enumerate(zip(chunk, last, strict=True)):
                     if carried is None:
                         throttle.remember(state.sku, 0, 0)
                     else:
                         text = carried.decode() if isinstance(carried, bytes) else carried
                         version, sellable = text.split(":")
                         throttle.remember(state.sku, int(sellable), int(version))
-                    quantity = channel_quantities(state, rules)[channel]
+                    quantity = quantities[start + offset][channel]
                     throttle.offer(state.sku, quantity, state.version, now)
         self._wake.set()
 

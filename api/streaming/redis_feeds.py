@@ -102,16 +102,15 @@ class RedisFeeds:
         self, channel: str, key: str, wanted: tuple[int, int], text: str
     ) -> None:
         trimmed = await self._redis.hget(feed_last_key(self._namespace, channel), TRIMMED_FIELD)
-        try:
-            info = await self._redis.xinfo_stream(key)
-        except ResponseError:  # no such stream: nothing was ever published
+        head = await self._head(key)
+        if head is None:  # no such stream: nothing was ever published
             if wanted != (0, 0):
                 raise CursorExpired(
                     f"cursor {text} is from a feed that no longer exists (Redis was reset);"
                     " start again from a snapshot"
-                ) from None
+                )
             return
-        if wanted > _entry_id(_text(info["last-generated-id"])):
+        if wanted > _entry_id(head):
             raise InvalidCursor(f"cursor {text} is ahead of this feed; use one it returned")
         if trimmed is not None and wanted < _entry_id(_text(trimmed)):
             raise CursorExpired(
@@ -123,7 +122,7 @@ class RedisFeeds:
         try:
             if page_token is None:
                 await self._require_ready()
-                cursor, scan = await self._head(key), 0
+                cursor, scan = await self._head(key) or _START, 0
             else:
                 found = _PAGE_TOKEN.match(page_token)
                 if found is None:
@@ -150,11 +149,12 @@ class RedisFeeds:
         next_token = None if scan == 0 else f"{cursor}.{scan}"
         return SnapshotPage(items, cursor, next_token)
 
-    async def _head(self, key: str) -> str:
+    async def _head(self, key: str) -> str | None:
+        """The id of the newest entry ever added to the stream; None when there is none."""
         try:
             info = await self._redis.xinfo_stream(key)
-        except ResponseError:
-            return _START
+        except ResponseError:  # no such key
+            return None
         return _text(info["last-generated-id"])
 
     async def _require_ready(self) -> None:

@@ -46,6 +46,19 @@ LONG_POLL_CONNECTIONS: Final = 256
 LONG_POLL_SOCKET_TIMEOUT_S: Final = MAX_WAIT_MS / 1000 + 5
 
 
+def _redis_pool(url: str, connections: int, wait_s: float, socket_timeout_s: float) -> Redis:
+    """A client on a bounded pool: past `connections` in use, a caller waits up to `wait_s`."""
+    return Redis.from_pool(
+        BlockingConnectionPool.from_url(
+            url,
+            max_connections=connections,
+            timeout=wait_s,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
+        )
+    )
+
+
 class StreamingRuntime:
     def __init__(
         self,
@@ -58,23 +71,11 @@ class StreamingRuntime:
     ) -> None:
         self.names = names
         self.partitions = partitions
-        self.redis = Redis.from_pool(
-            BlockingConnectionPool.from_url(
-                redis_url,
-                max_connections=REDIS_MAX_CONNECTIONS,
-                timeout=REDIS_WAIT_S,
-                socket_timeout=REDIS_SOCKET_TIMEOUT_S,
-                socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
-            )
+        self.redis = _redis_pool(
+            redis_url, REDIS_MAX_CONNECTIONS, REDIS_WAIT_S, REDIS_SOCKET_TIMEOUT_S
         )
-        self.long_polls = Redis.from_pool(
-            BlockingConnectionPool.from_url(
-                redis_url,
-                max_connections=LONG_POLL_CONNECTIONS,
-                timeout=LONG_POLL_SOCKET_TIMEOUT_S,
-                socket_timeout=LONG_POLL_SOCKET_TIMEOUT_S,
-                socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
-            )
+        self.long_polls = _redis_pool(
+            redis_url, LONG_POLL_CONNECTIONS, LONG_POLL_SOCKET_TIMEOUT_S, LONG_POLL_SOCKET_TIMEOUT_S
         )
         self.kafka = KafkaLink(kafka_bootstrap)
         self.rules = RulesFollower(self.kafka, names, partitions, rules_at_start)
