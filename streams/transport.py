@@ -1,23 +1,36 @@
-"""faust's aiokafka transport, with one fix: after a rebalance, a source partition that has
-no committed offset yet is read again from its beginning.
+"""faust's aiokafka transport, with two fixes for events that faust could otherwise commit
+without ever handing them to the agent.
 
-At a rebalance faust drops the events already fetched but not yet processed, and relies on
-"seek to the committed offset" to fetch them again. aiokafka skips that seek when the
-committed offset is missing (or 0), so the fetch position stays after the dropped events
-and they are never processed: the first commit after the rebalance then covers them. It
-happens to every partition that had no commit when the group rebalanced: a new deployment,
-or a quiet topic. Reading such a partition from its beginning (the `earliest` reset the
-worker is configured with) delivers those events again; the per-SKU dedup ids make the
-events already applied count once.
+1. After a rebalance, a source partition that has no committed offset yet is read again
+   from its beginning. At a rebalance faust drops the events already fetched but not yet
+   processed, and relies on "seek to the committed offset" to fetch them again. aiokafka
+   skips that seek when the committed offset is missing (or 0), so the fetch position stays
+   after the dropped events: the first commit after the rebalance then covers them. It
+   happens to every partition that had no commit when the group rebalanced: a new
+   deployment, or a quiet topic. Reading such a partition from its beginning (the
+   `earliest` reset the worker is configured with) delivers those events again; the
+   per-SKU dedup ids make the events already applied count once.
+
+2. The seek to the committed offsets that ends a recovery is fenced from the fetch loop.
+   faust 0.15.3 resumes the source partitions, with the flow running, and only then awaits
+   the seek. While the seek is in the consumer thread, the fetch loop goes on delivering
+   records fetched before it, and moves its read offset past them. Those records land in
+   the agent's queue, which faust clears when it resumes the flow right after the seek;
+   and the seek resets the read offset, so the next record of the old batch opens a "gap"
+   that faust counts as acknowledged. Either way the next commit covers events that no one
+   applied (the shape of faust-streaming #221). Here the seek first stops the flow, waits
+   until no record is being delivered and no fetch is in flight, seeks, then lets the flow
+   go on: every record after the seek comes from the committed offset.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, Message
 
 
 class RewindingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -38,8 +51,55 @@ class RewindingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class RewindingConsumer(faust_aiokafka.Consumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fetches_in_flight = 0
+        self._no_fetch_in_flight = asyncio.Event()
+        self._no_fetch_in_flight.set()
+        self._no_record_in_delivery = asyncio.Event()
+        self._no_record_in_delivery.set()
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return RewindingConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _getmany(
+        self,
+        active_partitions: set[TP] | None,
+        timeout: float,  # noqa: ASYNC109  # faust's signature
+    ) -> Any:
+        self._fetches_in_flight += 1
+        self._no_fetch_in_flight.clear()
+        try:
+            return await super()._getmany(active_partitions, timeout)
+        finally:
+            self._fetches_in_flight -= 1
+            if not self._fetches_in_flight:
+                self._no_fetch_in_flight.set()
+
+    async def getmany(
+        self,
+        timeout: float,  # noqa: ASYNC109  # faust's signature
+    ) -> AsyncIterator[tuple[TP, Message]]:
+        # faust's fetch loop handles a record (and sets its read offset) between two steps of
+        # this iterator: a record is "in delivery" from its yield until the next step.
+        async for tp, message in super().getmany(timeout):
+            self._no_record_in_delivery.clear()
+            try:
+                yield tp, message
+            finally:
+                self._no_record_in_delivery.set()
+
+    async def perform_seek(self) -> None:
+        flowing = self.flow_active
+        if flowing:
+            self.stop_flow()  # faust's getmany yields no more records of a batch once stopped
+        try:
+            await self._no_record_in_delivery.wait()
+            await self._no_fetch_in_flight.wait()
+            await super().perform_seek()
+        finally:
+            if flowing:
+                self.resume_flow()
 
 
 class Transport(faust_aiokafka.Transport):

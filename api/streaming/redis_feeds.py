@@ -81,41 +81,56 @@ class RedisFeeds:
 
     async def feed(self, channel: str, cursor: str | None, limit: int, wait_ms: int) -> FeedPage:
         key = self._require_feed(channel)
-        after = cursor or _START
-        wanted = _entry_id(after)
+        if cursor:
+            _entry_id(cursor)  # refused before anything is read
         try:
-            await self._check_cursor(channel, key, wanted, after)
-            # redis-py's stubs type stream replies loosely: [(id, {field: value})] here.
-            entries: list[Any] = list(
-                await self._redis.xrange(key, min=f"({after}", count=limit) or []
-            )
+            entries = await self._read(channel, key, cursor or None, limit)
             if not entries and wait_ms > 0:
-                found: Any = await self._blocking.xread({key: after}, count=limit, block=wait_ms)
-                entries = list(found[0][1]) if found else []
+                # Only a wake-up: the fan-out appends and trims in one script, so what a
+                # blocked read sees may already have lost items; the read after it checks.
+                woke = await self._blocking.xread({key: cursor or _START}, count=1, block=wait_ms)
+                if woke:
+                    entries = await self._read(channel, key, cursor or None, limit)
         except RedisError as exc:
             raise NotReady(f"Redis cannot be reached ({exc}); {_RETRY}") from exc
         items = [_feed_item(fields) for _, fields in entries]
-        last = entries[-1][0].decode() if entries else after
+        last = entries[-1][0].decode() if entries else cursor or _START
         return FeedPage(items, last)
 
-    async def _check_cursor(
-        self, channel: str, key: str, wanted: tuple[int, int], text: str
-    ) -> None:
-        trimmed = await self._redis.hget(feed_last_key(self._namespace, channel), TRIMMED_FIELD)
-        head = await self._head(key)
-        if head is None:  # no such stream: nothing was ever published
-            if wanted != (0, 0):
+    async def _read(self, channel: str, key: str, cursor: str | None, limit: int) -> list[Any]:
+        """The items after the cursor (without one, from the oldest kept), read in one
+        transaction with the trim mark and the stream's head: checked apart, a trim between
+        the check and the read would hide items from a consumer near the retention's edge
+        without a 410."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hget(feed_last_key(self._namespace, channel), TRIMMED_FIELD)
+            pipe.exists(key)
+            pipe.xinfo_stream(key)
+            pipe.xrange(key, min=f"({cursor}" if cursor else "-", count=limit)
+            trimmed, exists, info, entries = await pipe.execute(raise_on_error=False)
+        if cursor is None:
+            pass
+        elif not exists:  # nothing was ever published, or Redis was reset since
+            if _entry_id(cursor) != (0, 0):
                 raise CursorExpired(
-                    f"cursor {text} is from a feed that no longer exists (Redis was reset);"
+                    f"cursor {cursor} is from a feed that no longer exists (Redis was reset);"
                     " start again from a snapshot"
                 )
-            return
-        if wanted > _entry_id(head):
-            raise InvalidCursor(f"cursor {text} is ahead of this feed; use one it returned")
-        if trimmed is not None and wanted < _entry_id(_text(trimmed)):
-            raise CursorExpired(
-                f"cursor {text} is older than the feed's retention; start again from a snapshot"
-            )
+        else:
+            for reply in (trimmed, info):
+                if isinstance(reply, Exception):
+                    raise reply
+            if _entry_id(cursor) > _entry_id(_text(info["last-generated-id"])):
+                raise InvalidCursor(f"cursor {cursor} is ahead of this feed; use one it returned")
+            if trimmed is not None and _entry_id(cursor) < _entry_id(_text(trimmed)):
+                raise CursorExpired(
+                    f"cursor {cursor} is older than the feed's retention;"
+                    " start again from a snapshot"
+                )
+        if isinstance(entries, Exception):
+            raise entries
+        # redis-py's stubs type stream replies loosely: [(id, {field: value})] here.
+        return list(entries or [])
 
     async def feed_snapshot(self, channel: str, page_token: str | None, limit: int) -> SnapshotPage:
         key = self._require_feed(channel)

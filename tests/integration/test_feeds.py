@@ -122,17 +122,8 @@ def test_a_long_poll_returns_as_soon_as_a_change_is_published(start_mode: StartM
 
 
 def test_an_expired_cursor_is_refused_with_410_and_a_snapshot_recovers(
-    start_mode: StartMode, request: pytest.FixtureRequest
+    start_mode: StartMode,
 ) -> None:
-    if "streaming" in request.node.callspec.id:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=False,
-                reason="KNOWN BUG, issue 4 open: in the streaming mode the consumer that"
-                " snapshots again after a 410 sometimes never converges; suspected: the"
-                " fan-out pump stalls on sends to a just-created compacted feed topic",
-            )
-        )
     server = start_mode(env={"AVAIL_FEED_RETENTION": "50"})
     skus = [unique_sku("FEED") for _ in range(200)]
     with server.client(timeout=30) as http:

@@ -171,12 +171,6 @@ def test_bad_messages_are_dead_lettered_with_their_reason_and_the_worker_goes_on
     assert {dict(r.headers)["source_topic"] for r in dead} == {sale.encode()}
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN BUG, issue 3 open: a worker killed while it is applying a stream (not"
-    " while it starts, as this test used to catch it) can leave offsets committed for events"
-    " whose effects never reached the changelog; fails in about two runs in three",
-)
 def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
     stack: Stack, workers: list[WorkerProcess], tmp_path: Path
 ) -> None:
@@ -195,12 +189,6 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
     assert "last stop was not clean" in worker.log_tail(200_000)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN BUG, issue 3 open: the survivor of a takeover can miss committed events"
-    " of the dead worker's partitions (see README, 'After a crash'); probably the same"
-    " loss as the kill test's; root cause not found yet",
-)
 def test_a_second_worker_takes_partitions_and_then_takes_over_from_the_changelog(
     stack: Stack, workers: list[WorkerProcess], tmp_path: Path
 ) -> None:
