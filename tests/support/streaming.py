@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -98,6 +100,17 @@ class WorkerProcess:
     def kill(self) -> None:
         kill(self._process)
         self._process = None
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The worker frozen (SIGSTOP) for a moment, as a stalled process would be: kept
+        shorter than its 10 s session timeout, the group does not notice."""
+        assert self._process is not None, "the worker is not running"
+        self._process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self._process.send_signal(signal.SIGCONT)
 
     def stop(self, timeout: float = 30.0) -> int | None:
         code, self._process = terminate(self._process, timeout), None
