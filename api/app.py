@@ -15,10 +15,11 @@ from .deps import Services
 from .errors import install_error_handlers
 from .metrics import ApiMetrics, RequestTimer
 from .openapi import install_openapi
-from .ports import Feeds, Health, Ingest, ReadModel, RulesAdmin
+from .ports import Feeds, Health, Holds, Ingest, ReadModel, RulesAdmin
 from .routes.events import events_router
 from .routes.feeds import feeds_router
 from .routes.health import health_router
+from .routes.holds import holds_router
 from .routes.reads import reads_router
 from .routes.rules import rules_router
 
@@ -36,6 +37,7 @@ def create_app(
     rules: RulesAdmin,
     health: Health,
     feeds: Feeds | None = None,
+    holds: Holds | None = None,
     api_keys: Iterable[ApiKey] = (),
     clock_micros: Callable[[], int] = wall_clock_micros,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
@@ -58,6 +60,8 @@ def create_app(
         app.include_router(router(services))
     if feeds is not None:
         app.include_router(feeds_router(services, feeds))
+    if holds is not None:
+        app.include_router(holds_router(services, holds))
     install_openapi(app)
     app.add_middleware(RequestTimer, metrics=metrics)
     app.state.services = services

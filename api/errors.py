@@ -14,7 +14,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from availability import InvalidRules, NotReady, UnknownChannel
-from availability.errors import CursorExpired, InvalidCursor, NoFeed
+from availability.errors import (
+    CursorExpired,
+    HoldsUnavailable,
+    InvalidCursor,
+    NoFeed,
+    UnknownHold,
+)
 
 log = logging.getLogger("availability.api")
 
@@ -89,6 +95,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid_cursor(_: Request, exc: Exception) -> Response:
         return error_response(422, "invalid_cursor", str(exc))
 
+    async def unknown_hold(_: Request, exc: Exception) -> Response:
+        return error_response(404, "unknown_hold", str(exc))
+
+    async def holds_unavailable(_: Request, exc: Exception) -> Response:
+        return error_response(503, "holds_unavailable", str(exc), headers={"Retry-After": "1"})
+
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = _STATUS_CODES.get(exc.status_code, "http_error")
@@ -113,6 +125,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NoFeed, no_feed)
     app.add_exception_handler(CursorExpired, cursor_expired)
     app.add_exception_handler(InvalidCursor, invalid_cursor)
+    app.add_exception_handler(UnknownHold, unknown_hold)
+    app.add_exception_handler(HoldsUnavailable, holds_unavailable)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, request_invalid)
     app.add_exception_handler(Exception, unexpected)

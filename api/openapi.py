@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 
 from availability import Availability, Event, Positions, Rules
 from availability.feeds import FeedPage, SnapshotPage
+from availability.holds import CommitAnswer, CommitRequest, HoldAnswer, HoldRequest
 
 from .errors import ErrorEnvelope
 from .schemas import AvailabilityBatch, BatchQuestion, EventsAccepted, EventsRefused
@@ -28,6 +29,10 @@ _TYPES: Final[tuple[Any, ...]] = (
     ErrorEnvelope,
     FeedPage,
     SnapshotPage,
+    HoldRequest,
+    HoldAnswer,
+    CommitRequest,
+    CommitAnswer,
 )
 
 

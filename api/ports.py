@@ -12,6 +12,7 @@ from msgspec import Raw
 from availability import Availability, Event, Positions, Rules
 from availability.batch import BatchResult
 from availability.feeds import FeedPage, SnapshotPage
+from availability.holds import HoldRecord, HoldRequest
 
 # An answer as a value, or as the same JSON already encoded: the streaming mode's Redis holds
 # ready answers, and sending their bytes as they are saves a decode and an encode per read.
@@ -61,6 +62,21 @@ class Feeds(Protocol):
     async def feed_snapshot(
         self, channel: str, page_token: str | None, limit: int
     ) -> SnapshotPage: ...
+
+
+class Holds(Protocol):
+    """SPEC 6. Each answers with the hold's record; UnknownHold when no live hold has the id,
+    HoldsUnavailable when the decision did not come in time (and nothing is held)."""
+
+    async def place_hold(self, request: HoldRequest) -> HoldRecord:
+        """A repeated hold_id returns the first record, holding nothing more."""
+        ...
+
+    async def release_hold(self, hold_id: str) -> HoldRecord: ...
+
+    async def commit_hold(self, hold_id: str, order_id: str | None) -> HoldRecord:
+        """Committing a committed hold again returns its record."""
+        ...
 
 
 class Backend(ReadModel, Ingest, RulesAdmin, Health, Protocol):

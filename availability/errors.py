@@ -37,3 +37,11 @@ class CursorExpired(AvailabilityError):
 
 class InvalidCursor(AvailabilityError):
     """The cursor or page token was not made by this feed. Use one it returned."""
+
+
+class UnknownHold(AvailabilityError):
+    """No live hold has this id: never placed, expired, released or committed."""
+
+
+class HoldsUnavailable(AvailabilityError):
+    """The hold could not be decided in time; nothing is held. Retry with the same hold_id."""

@@ -34,6 +34,7 @@ LocationType = Literal["store", "dc", "dropship"]
 
 _SKU_RE = re.compile(SKU_PATTERN)
 _CHANNEL_RE = re.compile(CHANNEL_PATTERN)
+_DOCUMENT_ID_RE = re.compile(DOCUMENT_ID_PATTERN)
 
 
 def is_sku(value: str) -> bool:
@@ -46,3 +47,7 @@ def is_location(value: str) -> bool:
 
 def is_channel(value: str) -> bool:
     return _CHANNEL_RE.match(value) is not None
+
+
+def is_document_id(value: str) -> bool:
+    return _DOCUMENT_ID_RE.match(value) is not None

@@ -104,11 +104,11 @@ def apply_event(
         case Sale() | Pick():
             _on_hand_effect(position, occurred, -event.qty)
             if isinstance(event, Pick) and event.order_id is not None:
-                _change_order(position, event.order_id, occurred, picked=event.qty)
+                change_order(position, event.order_id, occurred, picked=event.qty)
         case Order():
-            _change_order(position, event.order_id, occurred, ordered=event.qty)
+            change_order(position, event.order_id, occurred, ordered=event.qty)
         case Cancel():
-            _change_order(position, event.order_id, occurred, cancelled=event.qty)
+            change_order(position, event.order_id, occurred, cancelled=event.qty)
         case Return():
             if event.disposition == "sellable":
                 _on_hand_effect(position, occurred, event.qty)
@@ -166,7 +166,7 @@ def _rebase(position: Position, occurred: int, event_id: str, counted: int) -> i
     return drift
 
 
-def _change_order(
+def change_order(
     position: Position,
     order_id: str,
     occurred: int,

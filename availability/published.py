@@ -23,7 +23,14 @@ import msgspec
 from .rules import CompiledRules
 from .state import SkuState
 from .timeutil import format_micros
-from .views import Availability, LocationSellable, channel_quantity, positions
+from .views import (
+    Availability,
+    LocationSellable,
+    channel_quantity,
+    held_without_location,
+    location_pool,
+    positions,
+)
 
 VERSION_FIELD: Final = "v"
 UPDATED_FIELD: Final = "u"
@@ -73,13 +80,15 @@ def published_fields(state: SkuState, rules: CompiledRules) -> dict[str, bytes]:
         (LocationSellable(p.location, p.sellable), rules.location_type(p.location))
         for p in view.positions
     ]
+    unlocated_held = held_without_location(state)
     for name, channel in rules.channels.items():
         eligible = [entry for entry, kind in located if channel.is_eligible(entry.location, kind)]
+        pool = max(0, sum(e.sellable for e in eligible) - unlocated_held)
         fields[answer_field(name)] = _encoder.encode(
             Availability(
                 sku=state.sku,
                 channel=name,
-                sellable=channel_quantity(channel, sum(e.sellable for e in eligible)),
+                sellable=channel_quantity(channel, pool),
                 locations=eligible,
                 version=state.version,
                 updated_at=updated,
@@ -90,7 +99,7 @@ def published_fields(state: SkuState, rules: CompiledRules) -> dict[str, bytes]:
                 Availability(
                     sku=state.sku,
                     channel=name,
-                    sellable=channel_quantity(channel, entry.sellable),
+                    sellable=channel_quantity(channel, location_pool(entry.sellable, pool)),
                     locations=[entry],
                     version=state.version,
                     updated_at=updated,

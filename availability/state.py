@@ -39,7 +39,9 @@ class TransferDoc(Struct, array_like=True, gc=False):
 
 
 class Position(Struct, gc=False):
-    """One SKU at one location. `reserved` and `inbound` cache the sums over documents."""
+    """One SKU at one location. `reserved` and `inbound` cache the sums over documents;
+    `held` caches the units that live checkout holds keep here (SPEC 6: they count as
+    reserved, and readers see them in `reserved`)."""
 
     on_hand: int = 0
     unsellable: int = 0
@@ -55,10 +57,23 @@ class Position(Struct, gc=False):
     # On-hand effects (occurred_at µs, delta) newer than the last count and inside the
     # reconciliation window: exactly what a later count must replay on top of its figure.
     effects: list[tuple[int, int]] = []
+    held: int = 0
 
     @property
     def oversold(self) -> bool:
         return self.on_hand - self.reserved < 0
+
+
+class HeldLine(Struct, array_like=True, gc=False):
+    location: str | None  # None: held from every channel's pool, not at one location
+    qty: int
+
+
+class SkuHold(Struct, array_like=True, gc=False):
+    """A checkout hold's lines for this SKU, until `expires_at` (server time, µs)."""
+
+    expires_at: int
+    lines: list[HeldLine]
 
 
 class SkuState(Struct, gc=False):
@@ -69,6 +84,7 @@ class SkuState(Struct, gc=False):
     compacted_at: int = 0  # newest_at when old dedup ids and documents were last dropped
     seen: dict[str, int] = {}  # event_id -> occurred_at (µs), inside the dedup window
     positions: dict[str, Position] = {}
+    holds: dict[str, SkuHold] = {}  # hold_id -> its lines for this SKU
 
 
 _encoder: Final = msgspec.msgpack.Encoder()

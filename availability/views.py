@@ -48,7 +48,27 @@ class Positions(Struct, frozen=True):
 
 
 def sellable(position: Position, safety_stock: int) -> int:
-    return max(0, position.on_hand - position.reserved - safety_stock)
+    return max(0, position.on_hand - position.reserved - position.held - safety_stock)
+
+
+def held_without_location(state: SkuState) -> int:
+    """Units of live holds that name no location: SPEC 3 takes them from every pool."""
+    if not state.holds:
+        return 0
+    return sum(
+        line.qty for hold in state.holds.values() for line in hold.lines if line.location is None
+    )
+
+
+def channel_pool(state: SkuState, eligible: list[LocationSellable]) -> int:
+    return max(0, sum(entry.sellable for entry in eligible) - held_without_location(state))
+
+
+def location_pool(location_sellable: int, channel_pool: int) -> int:
+    """Asked with a location: its own sellable, but never more than the channel's pool once
+    the holds without a location are taken, which any eligible location may have to serve.
+    Together the answers then never promise a unit twice."""
+    return min(location_sellable, channel_pool)
 
 
 def eligible_sellable(
@@ -79,12 +99,12 @@ def availability(
     rules: CompiledRules,
     channel: CompiledChannel,
     location: str | None = None,
-    held_without_location: int = 0,
 ) -> Availability:
     locations = eligible_sellable(state, rules, channel)
+    pool = channel_pool(state, locations)
     if location is not None:
         locations = [entry for entry in locations if entry.location == location]
-    pool = max(0, sum(entry.sellable for entry in locations) - held_without_location)
+        pool = location_pool(locations[0].sellable if locations else 0, pool)
     return Availability(
         sku=state.sku,
         channel=channel.name,
@@ -104,7 +124,7 @@ def positions(state: SkuState, rules: CompiledRules) -> Positions:
             PositionView(
                 location=location,
                 on_hand=position.on_hand,
-                reserved=position.reserved,
+                reserved=position.reserved + position.held,
                 inbound=position.inbound,
                 unsellable=position.unsellable,
                 safety_stock=safety,
@@ -120,7 +140,7 @@ def channel_quantities(state: SkuState, rules: CompiledRules) -> dict[str, int]:
     """Every channel's quantity for the SKU: what a rules change compares, and what feeds carry."""
     return {
         name: channel_quantity(
-            channel, sum(e.sellable for e in eligible_sellable(state, rules, channel))
+            channel, channel_pool(state, eligible_sellable(state, rules, channel))
         )
         for name, channel in rules.channels.items()
     }
@@ -132,7 +152,7 @@ def reader_fingerprint(state: SkuState, rules: CompiledRules) -> tuple[object, .
     per_channel = []
     for name, channel in sorted(rules.channels.items()):
         eligible = eligible_sellable(state, rules, channel)
-        pool = sum(entry.sellable for entry in eligible)
+        pool = channel_pool(state, eligible)
         per_channel.append((name, channel_quantity(channel, pool), tuple(eligible)))
     safety = tuple(
         (location, rules.safety_stock(state.sku, location)) for location in sorted(state.positions)

@@ -14,7 +14,11 @@ Each applied batch, and each rules change, offers the SKUs it touched to the cha
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import heapq
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -35,7 +39,17 @@ from availability import (
     positions,
 )
 from availability.batch import BatchResult
+from availability.errors import UnknownHold
 from availability.feeds import FeedPage, SnapshotPage
+from availability.holds import (
+    HoldRecord,
+    HoldRequest,
+    HoldStatus,
+    commit_hold,
+    expires_at,
+    place_hold,
+    release_hold,
+)
 from availability.rules import CompiledChannel, CompiledRules
 from availability.views import bump_if_rules_move_answers
 
@@ -46,6 +60,10 @@ from .store import DeadLetterRecord, LogEntry, RocksStore
 # these bounds keep that pause short while still writing a busy SKU once per many batches.
 CHECKPOINT_DIRTY_SKUS: Final = 50_000
 CHECKPOINT_SECONDS: Final = 5.0
+# A hold's first answer is given again to a repeated request for this long after the hold
+# ended (expired, released or committed); then its id is forgotten.
+HOLD_MEMORY_US: Final = 24 * 3600 * 1_000_000
+EXPIRY_IDLE_S: Final = 1.0  # with no hold due sooner, how long the expiry task sleeps
 
 
 def wall_clock_micros() -> int:
@@ -69,6 +87,8 @@ class EmbeddedEngine:
             tuple[str, str, str | None], tuple[int, CompiledRules, Availability]
         ] = {}
         self._oversold = 0
+        self._expiries: list[tuple[int, str]] = []  # (expires_at, hold_id) of live holds
+        self._expiry_changed = asyncio.Event()
         self.ready = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -98,6 +118,7 @@ class EmbeddedEngine:
         self._oversold = sum(
             position.oversold for state in store.states() for position in state.positions.values()
         )
+        self._load_holds()
         self.ready = True
 
     def close(self) -> None:
@@ -260,6 +281,116 @@ class EmbeddedEngine:
         if self._dirty:
             self.checkpoint()  # the snapshot reads SKU records: make them current
         return self.feeds.snapshot(channel, page_token, limit)
+
+    # -- checkout holds --------------------------------------------------------------------
+    # Each operation runs with no await between its decision and its write: storefronts
+    # racing for the last units are decided one after the other, and none is oversold.
+
+    async def place_hold(self, request: HoldRequest) -> HoldRecord:
+        channel = self._channel(request.channel)
+        hold_id = request.hold_id or uuid.uuid4().hex
+        known = self.store.load_hold(hold_id)
+        if known is not None:
+            return known  # a repeated request gets its first answer and holds nothing more
+        now = self._clock()
+        self._expire_due(now)  # a hold whose time is up must not keep its units
+        touched: dict[str, SkuState] = {}
+
+        def load(sku: str) -> SkuState:
+            state = touched[sku] = self._load_for_write(sku)
+            return state
+
+        deadline = expires_at(request, now)
+        short = place_hold(load, hold_id, channel, self._rules, request.lines, deadline, now)
+        status = HoldStatus.REFUSED if short else HoldStatus.HELD
+        record = HoldRecord(hold_id, channel.name, status, deadline, request.lines, short)
+        self.store.save_holds([] if short else touched.values(), [record])
+        if not short:
+            heapq.heappush(self._expiries, (deadline, hold_id))
+            self._expiry_changed.set()
+            self.feeds.changed(touched.values(), self._rules)
+        return record
+
+    async def release_hold(self, hold_id: str) -> HoldRecord:
+        now = self._clock()
+        record = self._live_hold(hold_id, now)
+        states = [self._load_for_write(sku) for sku in record.skus()]
+        for state in states:
+            release_hold(state, hold_id, now)
+        record.status = HoldStatus.RELEASED
+        self.store.save_holds(states, [record])
+        self.feeds.changed(states, self._rules)
+        return record
+
+    async def commit_hold(self, hold_id: str, order_id: str | None) -> HoldRecord:
+        now = self._clock()
+        known = self.store.load_hold(hold_id)
+        if known is not None and known.status is HoldStatus.COMMITTED:
+            return known  # committing again answers as the first time
+        record = self._live_hold(hold_id, now)
+        record.order_id = order_id or hold_id
+        channel = self._rules.channels.get(record.channel)
+        states = [self._load_for_write(sku) for sku in record.skus()]
+        for state in states:
+            committed = commit_hold(state, hold_id, record.order_id, self._rules, channel, now)
+            record.committed += committed or []
+        record.status = HoldStatus.COMMITTED
+        self.store.save_holds(states, [record])
+        self.feeds.changed(states, self._rules)
+        return record
+
+    def _live_hold(self, hold_id: str, now: int) -> HoldRecord:
+        record = self.store.load_hold(hold_id)
+        if record is not None and record.status is HoldStatus.HELD and record.expires_at <= now:
+            self._expire_due(now)
+            record = self.store.load_hold(hold_id)
+        if record is None:
+            raise UnknownHold(f"no hold {hold_id!r}")
+        if record.status is not HoldStatus.HELD:
+            raise UnknownHold(f"hold {hold_id!r} holds nothing any more: it was {record.status}")
+        return record
+
+    def _expire_due(self, now: int) -> int:
+        """Release every live hold whose time is up; returns how many."""
+        expired = 0
+        while self._expiries and self._expiries[0][0] <= now:
+            _, hold_id = heapq.heappop(self._expiries)
+            record = self.store.load_hold(hold_id)
+            if record is None or record.status is not HoldStatus.HELD:
+                continue  # released or committed before its time
+            states = [self._load_for_write(sku) for sku in record.skus()]
+            for state in states:
+                release_hold(state, hold_id, now)
+            record.status = HoldStatus.EXPIRED
+            self.store.save_holds(states, [record])
+            self.feeds.changed(states, self._rules)
+            expired += 1
+        return expired
+
+    def _load_holds(self) -> None:
+        """At open: the live holds' expiry times, and forget the ids of holds long ended."""
+        now, forgotten = self._clock(), []
+        self._expiries = []
+        for record in self.store.holds():
+            if record.status is HoldStatus.HELD:
+                self._expiries.append((record.expires_at, record.hold_id))
+            elif record.expires_at + HOLD_MEMORY_US < now:
+                forgotten.append(record.hold_id)
+        heapq.heapify(self._expiries)
+        self.store.forget_holds(forgotten)
+
+    async def run_hold_expiry(self) -> None:
+        """Expire holds at their time even when nothing else happens; the entry point runs
+        this as a task while the engine is open."""
+        while True:
+            now = self._clock()
+            self._expire_due(now)
+            wait = EXPIRY_IDLE_S
+            if self._expiries:
+                wait = min(wait, max(0.0, (self._expiries[0][0] - now) / 1_000_000))
+            self._expiry_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._expiry_changed.wait(), timeout=max(wait, 0.001))
 
     # -- health ----------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from availability.feeds import (
 from availability.rules import CompiledChannel, CompiledRules, FeedRule, Rules
 from availability.state import SkuState
 from availability.timeutil import MICROS_PER_SECOND, format_micros
-from availability.views import channel_quantity, sellable
+from availability.views import channel_quantity, held_without_location, sellable
 
 from .store import FeedRecord, RocksStore
 
@@ -112,10 +112,12 @@ def _eligible_type(location: str, rules: CompiledRules) -> str | None:
 _UNSEEN: Final = "\0unseen"
 
 
-def _quantity(channel: CompiledChannel, located: list[tuple[str, str, int]]) -> int:
+def _quantity(
+    channel: CompiledChannel, located: list[tuple[str, str, int]], unlocated_held: int
+) -> int:
     """SPEC 3's channel quantity, as `availability.views.channel_quantities` computes it."""
     pool = sum(units for location, kind, units in located if channel.is_eligible(location, kind))
-    return channel_quantity(channel, pool)
+    return channel_quantity(channel, max(0, pool - unlocated_held))
 
 
 class EmbeddedFeeds:
@@ -181,6 +183,7 @@ class EmbeddedFeeds:
         coalesced = {feed.name: feed.throttle.coalesced for feed, _ in feeds}
         for state in states:
             sku, located = state.sku, _located(state, rules, eligible)
+            held = held_without_location(state)
             for feed, channel in feeds:
                 throttle = feed.throttle
                 if not throttle.knows(sku):
@@ -189,7 +192,7 @@ class EmbeddedFeeds:
                         throttle.remember(sku, 0, 0)  # never published: the feed says 0
                     else:
                         throttle.remember(sku, last.sellable, last.version)
-                throttle.offer(sku, _quantity(channel, located), state.version, now)
+                throttle.offer(sku, _quantity(channel, located, held), state.version, now)
         for feed, _ in feeds:
             if feed.throttle.coalesced > coalesced[feed.name]:
                 self.observer.feed_coalesced(
@@ -211,13 +214,14 @@ class EmbeddedFeeds:
         eligible = self._eligible_for(rules)
         for state in states:
             located = _located(state, rules, eligible)
+            held = held_without_location(state)
             for feed, channel, published in feeds:
                 last = published.get(state.sku)
                 if last is None:
                     feed.throttle.remember(state.sku, 0, 0)
                 else:
                     feed.throttle.remember(state.sku, last.sellable, last.version)
-                quantity = _quantity(channel, located)
+                quantity = _quantity(channel, located, held)
                 feed.throttle.offer(state.sku, quantity, state.version, now)
         self._wake.set()
 
@@ -340,7 +344,8 @@ class EmbeddedFeeds:
         states = list(islice(self._store.states(after), limit + 1))
         items = []
         for state in states[:limit]:
-            quantity = _quantity(compiled, _located(state, rules, self._eligible_for(rules)))
+            located = _located(state, rules, self._eligible_for(rules))
+            quantity = _quantity(compiled, located, held_without_location(state))
             items.append(SnapshotItem(state.sku, quantity, state.version))
         next_token = None
         if len(states) > limit:

@@ -19,6 +19,7 @@ import msgspec
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from availability import SkuState, decode_state, encode_state
+from availability.holds import HoldRecord
 
 _STATE: Final = b"s\x00"
 _LOG: Final = b"l\x00"
@@ -27,6 +28,7 @@ _RULES_KEY: Final = b"r\x00current"
 _CHECKPOINT_KEY: Final = b"m\x00checkpoint"
 _FEED: Final = b"f\x00"  # f\0<channel>\0<seq>: the channel's items, oldest first
 _PUBLISHED: Final = b"g\x00"  # g\0<channel>\0<sku>: what the feed last said of the SKU
+_HOLD: Final = b"h\x00"  # h\0<hold_id>: a hold request and what became of it
 _SEQ: Final = struct.Struct(">Q")
 _DEAD_LETTER_KEY: Final = struct.Struct(">QI")
 
@@ -59,6 +61,7 @@ _log_decoder: Final = msgspec.msgpack.Decoder(LogEntry)
 _dead_letter_decoder: Final = msgspec.msgpack.Decoder(DeadLetterRecord)
 _feed_decoder: Final = msgspec.msgpack.Decoder(FeedRecord)
 _published_decoder: Final = msgspec.msgpack.Decoder(Published)
+_hold_decoder: Final = msgspec.msgpack.Decoder(HoldRecord)
 
 
 def _feed_prefix(channel: str) -> bytes:
@@ -202,3 +205,31 @@ class RocksStore:
     def last_published(self, channel: str, sku: str) -> Published | None:
         data = self._db.get(_published_prefix(channel) + sku.encode())
         return _published_decoder.decode(data) if data is not None else None
+
+    # -- checkout holds --------------------------------------------------------------------
+
+    def save_holds(self, states: Iterable[SkuState], records: Iterable[HoldRecord]) -> None:
+        """Write the SKUs a hold changed with what became of the hold, atomically: a crash
+        keeps a hold whole or not at all. The SKUs may carry events of log entries not yet
+        checkpointed; replaying those finds them applied (their event ids), as after any
+        checkpoint."""
+        batch = WriteBatch(raw_mode=True)
+        for state in states:
+            batch.put(_STATE + state.sku.encode(), encode_state(state))
+        for record in records:
+            batch.put(_HOLD + record.hold_id.encode(), _log_encoder.encode(record))
+        self._db.write(batch, self._write_options)
+
+    def load_hold(self, hold_id: str) -> HoldRecord | None:
+        data = self._db.get(_HOLD + hold_id.encode())
+        return _hold_decoder.decode(data) if data is not None else None
+
+    def holds(self) -> Iterator[HoldRecord]:
+        for _, value in self._scan(_HOLD):
+            yield _hold_decoder.decode(value)
+
+    def forget_holds(self, hold_ids: Iterable[str]) -> None:
+        batch = WriteBatch(raw_mode=True)
+        for hold_id in hold_ids:
+            batch.delete(_HOLD + hold_id.encode())
+        self._db.write(batch, self._write_options)

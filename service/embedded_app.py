@@ -20,12 +20,16 @@ def embedded_app(settings: Settings, rules_at_start: Rules | None = None) -> Fas
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine.open(rules_at_start)
         engine.feeds.observer = app.state.services.metrics
-        pump = asyncio.create_task(engine.feeds.run(), name="feed-pump")
+        tasks = [
+            asyncio.create_task(engine.feeds.run(), name="feed-pump"),
+            asyncio.create_task(engine.run_hold_expiry(), name="hold-expiry"),
+        ]
         try:
             yield
         finally:
-            pump.cancel()  # before the store closes under it
-            await asyncio.wait([pump])
+            for task in tasks:
+                task.cancel()  # before the store closes under them
+            await asyncio.wait(tasks)
             engine.close()
 
     return create_app(
@@ -34,6 +38,7 @@ def embedded_app(settings: Settings, rules_at_start: Rules | None = None) -> Fas
         rules=engine,
         health=engine,
         feeds=engine,
+        holds=engine,
         api_keys=settings.api_keys,
         lifespan=lifespan,
     )

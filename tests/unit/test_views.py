@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from availability.rules import CompiledRules
-from availability.state import Position, SkuState
+from availability.state import HeldLine, Position, SkuHold, SkuState
 from availability.timeutil import format_micros
 from availability.views import (
     LocationSellable,
@@ -214,7 +214,11 @@ def test_asked_with_a_location_share_and_buffer_still_apply() -> None:
 def test_units_held_without_a_location_come_off_the_pool(held: int, expected: int) -> None:
     rules = _rules(web={})
 
-    answer = availability(_stocked(), rules, rules.channels["web"], held_without_location=held)
+    state = _stocked()
+    if held:
+        state.holds = {"H1": SkuHold(expires_at=1, lines=[HeldLine(None, held)])}
+
+    answer = availability(state, rules, rules.channels["web"])
 
     assert answer.sellable == expected
 
