@@ -207,6 +207,26 @@ def commit_hold(
     return committed
 
 
+def extend_hold(state: SkuState, hold_id: str, expires_at_us: int) -> bool:
+    """Move the hold's expiry on this SKU (a tentative hold confirmed); False when the SKU
+    carries no such hold (it expired or was released first)."""
+    hold = state.holds.get(hold_id)
+    if hold is None:
+        return False
+    hold.expires_at = expires_at_us
+    return True
+
+
+def committed_before(state: SkuState, order_id: str) -> list[CommittedLine]:
+    """The order lines a commit of `order_id` left on this SKU: what a redelivered commit
+    answers with, once the hold itself is gone."""
+    return [
+        CommittedLine(state.sku, position.orders[order_id].ordered, location)
+        for location, position in sorted(state.positions.items())
+        if order_id in position.orders
+    ]
+
+
 def next_expiry(state: SkuState) -> int | None:
     return min((hold.expires_at for hold in state.holds.values()), default=None)
 

@@ -135,3 +135,14 @@ def never_seen_answer(sku: str, channel: str, location: str | None) -> Availabil
         updated_at=None,
         location=location,
     )
+
+
+def hold_key(namespace: str, hold_id: str) -> str:
+    """A hold request's record in the streaming mode (what the API answered, and the
+    hold's lines), for repeats, releases and commits."""
+    return f"{namespace}:hold:{{{hold_id}}}"
+
+
+def reply_key(namespace: str, request_id: str) -> str:
+    """Where the writers push their replies to one hold command (a Redis list)."""
+    return f"{namespace}:reply:{{{request_id}}}"

@@ -28,6 +28,7 @@ def streaming_app(settings: Settings, rules_at_start: Rules | None = None) -> Fa
         rules=runtime.rules,
         health=runtime.health,
         feeds=runtime.feeds,
+        holds=runtime.holds,
         api_keys=settings.api_keys,
         lifespan=runtime.lifespan,
     )

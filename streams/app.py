@@ -23,6 +23,7 @@ from faust.streams import _current_event
 from prometheus_client import start_http_server
 
 from availability import Settings, SkuState, decode_state
+from availability.control import ExpireHolds, control_encoder
 from availability.timeutil import MICROS_PER_SECOND
 from availability.topics import Names, partition_for
 
@@ -38,6 +39,8 @@ log = logging.getLogger("availability.worker")
 BATCH_MAX: Final = 2000  # events per batch: bounds a batch's latency and memory
 BATCH_WITHIN: Final = 0.01  # seconds to wait for a batch to fill: the latency floor
 MAINTENANCE_EVERY: Final = 1.0  # seconds between checks that Redis holds our partitions
+HOLD_EXPIRY_EVERY: Final = 0.25  # seconds between looks for a hold whose time is up
+EXPIRY_RESEND_S: Final = 5.0  # an ExpireHolds not handled by then (lost in a rebalance) again
 
 
 def wall_clock_micros() -> int:
@@ -127,6 +130,8 @@ class Worker:
             "sku-state", partitions=settings.partitions, key_type=bytes, value_type=bytes
         )
         dlq = self.app.topic(self.names.dlq_topic, **raw)
+        self.control = self.app.topic(self.names.control_topic, **raw)
+        self._expiry_sent: dict[int, float] = {}  # partition -> when an ExpireHolds went
         self.processor = Processor(
             self.names,
             settings.partitions,
@@ -182,6 +187,10 @@ class Worker:
         async def maintain_read_model() -> None:
             await self.maintain()
 
+        @app.timer(HOLD_EXPIRY_EVERY)  # type: ignore[untyped-decorator]
+        async def expire_holds() -> None:
+            await self.send_hold_expiries()
+
         @app.task  # type: ignore[untyped-decorator]
         async def pump_feeds() -> None:
             await self.fanout.run()
@@ -197,6 +206,7 @@ class Worker:
         for event in events:
             by_partition[event.message.partition].append(event)
         changed: dict[str, SkuState] = {}
+        replies: list[tuple[str, bytes]] = []
         for partition, group in by_partition.items():
             if partition not in owned:
                 # Fetched before a rebalance took the partition away: its new owner reads
@@ -209,12 +219,15 @@ class Worker:
             with in_partition_of(group[-1]):
                 outcome = self.processor.handle_partition(partition, messages)
             changed.update(outcome.changed)
+            replies += outcome.replies
             for result in outcome.results:
                 self.metrics.record(result)
             if outcome.invalid:
                 self.metrics.events.labels("unknown", "invalid").inc(outcome.invalid)
                 self.metrics.dead_letters.inc(outcome.invalid)
         await self.changelog_durable()
+        if replies:  # only now: a granted hold must be durable before the API says so
+            await self.publisher.reply(replies)
         if changed:
             await self.publisher.submit(list(changed.values()), self.rules.compiled)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -228,6 +241,24 @@ class Worker:
         while producer.buffer.size:
             await producer.buffer.flush()
         await producer.flush()
+
+    async def send_hold_expiries(self) -> None:
+        """Tell each of our partitions whose next hold is due to expire it, through its
+        own control partition: the expiry is then applied in order, like an event."""
+        if self.app.rebalancing or getattr(self.app, "in_recovery", False):
+            return
+        now, clock = wall_clock_micros(), time.monotonic()
+        for partition in sorted(self.active_partitions()):
+            due = self.processor.next_hold_due(partition)
+            if due is None or due > now:
+                self._expiry_sent.pop(partition, None)
+                continue
+            if clock - self._expiry_sent.get(partition, -EXPIRY_RESEND_S) < EXPIRY_RESEND_S:
+                continue
+            self._expiry_sent[partition] = clock
+            await self.control.send(
+                key=b"\x00expire", value=control_encoder.encode(ExpireHolds()), partition=partition
+            )
 
     def follow_feed_rules(self) -> bool:
         """Set the fan-out up for the rules in force; True when a channel just got a feed,
@@ -286,6 +317,8 @@ class Worker:
             return
         owned = self.active_partitions()
         self.fanout.drop(self.fanout.owned() - owned)
+        for partition in set(self.processor.hold_expiries) - owned:
+            del self.processor.hold_expiries[partition]  # its new owner takes them over
         if self.follow_feed_rules():
             await self.publisher.written()  # the new channel's answers first: see offer_to_feeds
             await self.readopt_feeds()
@@ -309,6 +342,7 @@ class Worker:
         await self.publisher.publish(states, self.rules.compiled)
         if partition not in self.active_partitions():
             return  # taken away while we published: its new owner will rebuild it
+        self.processor.remember_holds(partition, states)
         await self.fanout.adopt(partition, states, self.rules.compiled)
         await self.publisher.mark_ready(partition, self.instance_id)
         self.metrics.rebuilds.inc()

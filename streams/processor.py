@@ -8,6 +8,7 @@ once on at-least-once delivery.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -16,8 +17,28 @@ import msgspec
 
 from availability import SkuState, Windows, apply_events, decode_state, encode_state
 from availability.batch import BatchResult
-from availability.control import RulesChanged, control_decoder
+from availability.control import (
+    CommitHold,
+    ExpireHolds,
+    ExtendHold,
+    HoldCommand,
+    HoldReply,
+    PlaceHold,
+    ReleaseHold,
+    RulesChanged,
+    control_decoder,
+)
 from availability.events import Event, clock_error, decode_event
+from availability.holds import (
+    Shortfall,
+    commit_hold,
+    committed_before,
+    expire_holds,
+    extend_hold,
+    place_hold,
+    release_hold,
+)
+from availability.published import reply_key
 from availability.rules import CompiledRules, Rules
 from availability.topics import Names, partition_for
 from availability.views import bump_if_rules_move_answers
@@ -67,6 +88,10 @@ class PartitionOutcome:
     changed: dict[str, SkuState] = field(default_factory=dict)  # to publish
     results: list[BatchResult] = field(default_factory=list)  # for metrics
     invalid: int = 0
+    replies: list[tuple[str, bytes]] = field(default_factory=list)  # (Redis list, reply)
+
+
+_reply_encoder: Final = msgspec.json.Encoder()
 
 
 class Processor:
@@ -88,6 +113,9 @@ class Processor:
         self.windows = windows
         self.clock_micros = clock_micros
         self._control_topic = names.control_topic
+        # Per partition, (expires_at, sku, hold_id) of the holds placed or taken over here:
+        # what tells the worker to send itself an ExpireHolds when one is due.
+        self.hold_expiries: dict[int, list[tuple[int, str, str]]] = {}
 
     def handle_partition(self, partition: int, messages: Sequence[Message]) -> PartitionOutcome:
         """Apply one partition's messages in order. Must run in that partition's context."""
@@ -151,9 +179,8 @@ class Processor:
                 message.partition,
                 message.offset,
             )
-        for sku, state in result.touched.items():
-            self.table[sku.encode()] = encode_state(state)
-            outcome.changed[sku] = state
+        for state in result.touched.values():
+            self._write(state, outcome)
         outcome.results.append(result)
 
     def _control(
@@ -173,6 +200,97 @@ class Processor:
             return
         if isinstance(control, RulesChanged):
             self._rules_changed(partition, control, now, outcome)
+        elif isinstance(control, ExpireHolds):
+            self._expire_due(partition, now, outcome)
+        else:
+            reply = self._hold_command(partition, control, now, outcome)
+            key = reply_key(self.names.redis_namespace, control.request_id)
+            outcome.replies.append((key, _reply_encoder.encode(reply)))
+
+    def remember_holds(self, partition: int, states: Sequence[SkuState]) -> None:
+        """A partition taken over: the expiry times of the holds its SKUs carry."""
+        due = self.hold_expiries.setdefault(partition, [])
+        for state in states:
+            for hold_id, hold in state.holds.items():
+                heapq.heappush(due, (hold.expires_at, state.sku, hold_id))
+
+    def next_hold_due(self, partition: int) -> int | None:
+        due = self.hold_expiries.get(partition)
+        return due[0][0] if due else None
+
+    def _write(self, state: SkuState, outcome: PartitionOutcome) -> None:
+        self.table[state.sku.encode()] = encode_state(state)
+        outcome.changed[state.sku] = state
+
+    def _hold_command(
+        self, partition: int, command: HoldCommand, now: int, outcome: PartitionOutcome
+    ) -> HoldReply:
+        """Apply one hold command to this partition's SKUs; every one is idempotent, so a
+        command redelivered after a crash changes nothing more and answers alike."""
+        due = self.hold_expiries.setdefault(partition, [])
+        if isinstance(command, PlaceHold):
+            loaded: dict[str, SkuState] = {}
+
+            def load(sku: str) -> SkuState:
+                state = loaded[sku] = self._load(sku)
+                return state
+
+            channel = self.rules.compiled.channels.get(command.channel)
+            if channel is None:  # dropped from the rules since the API checked
+                short = [Shortfall(line.sku, line.qty, 0) for line in command.lines]
+            else:
+                short = place_hold(
+                    load,
+                    command.hold_id,
+                    channel,
+                    self.rules.compiled,
+                    command.lines,
+                    command.expires_at,
+                    now,
+                )
+            if short:
+                return HoldReply(partition, False, shortfalls=short)
+            for state in loaded.values():
+                self._write(state, outcome)
+                heapq.heappush(due, (command.expires_at, state.sku, command.hold_id))
+            return HoldReply(partition, True)
+        done = True
+        committed = []
+        for sku in dict.fromkeys(command.skus):
+            state = self._load(sku)
+            if isinstance(command, ExtendHold):
+                changed = extend_hold(state, command.hold_id, command.expires_at)
+                if changed:
+                    heapq.heappush(due, (command.expires_at, sku, command.hold_id))
+            elif isinstance(command, ReleaseHold):
+                changed = release_hold(state, command.hold_id, now)
+            else:
+                channel = self.rules.compiled.channels.get(command.channel)
+                lines = commit_hold(
+                    state, command.hold_id, command.order_id, self.rules.compiled, channel, now
+                )
+                changed = lines is not None
+                committed += (
+                    lines if lines is not None else committed_before(state, command.order_id)
+                )
+            if changed:
+                self._write(state, outcome)
+            elif not isinstance(command, CommitHold):
+                done = False
+        if isinstance(command, CommitHold):
+            done = bool(committed)
+        return HoldReply(partition, done, committed=committed)
+
+    def _expire_due(self, partition: int, now: int, outcome: PartitionOutcome) -> None:
+        due = self.hold_expiries.get(partition, [])
+        skus = set()
+        while due and due[0][0] <= now:
+            _, sku, _ = heapq.heappop(due)
+            skus.add(sku)
+        for sku in sorted(skus):
+            state = self._load(sku)
+            if expire_holds(state, now):
+                self._write(state, outcome)
 
     def _rules_changed(
         self, partition: int, change: RulesChanged, now: int, outcome: PartitionOutcome
@@ -189,8 +307,7 @@ class Processor:
                 continue
             state = decode_state(value)
             if bump_if_rules_move_answers(state, old, new, now):
-                self.table[key] = encode_state(state)
-                outcome.changed[state.sku] = state
+                self._write(state, outcome)
         self.table[RULES_KEY] = _partition_rules_encoder.encode(
             PartitionRules(change.revision, change.rules)
         )

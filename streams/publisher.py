@@ -43,6 +43,7 @@ if #flat > 0 then redis.call('HSET', KEYS[1], unpack(flat)) end
 return 1
 """
 MAX_BACKOFF_SECONDS: Final = 2.0
+REPLY_TTL_S: Final = 60
 CHUNK: Final = 500  # SKUs per round trip: bounds the pipeline's memory on a rebuild
 # SKUs waiting for their write beyond which the agent waits too: Redis sets the pace.
 MAX_PENDING: Final = 20_000
@@ -107,6 +108,19 @@ class RedisPublisher:
             key = sku_key(self._namespace, state.sku)
             await self._script(keys=[key], args=[state.version, fields], client=pipe)
         await pipe.execute()
+
+    async def reply(self, replies: Sequence[tuple[str, bytes]]) -> None:
+        """Hold replies, once their effects are durable, each to the list an API waits on.
+        A reply nobody reads (the API gave up) goes away after REPLY_TTL_S."""
+
+        async def send() -> None:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, value in replies:
+                    pipe.rpush(key, value)
+                    pipe.expire(key, REPLY_TTL_S)
+                await pipe.execute()
+
+        await self._retrying(send)
 
     async def mark_ready(self, partition: int, owner: str) -> None:
         await self._retrying(

@@ -24,6 +24,7 @@ from availability.feeds import MAX_WAIT_MS
 from availability.topics import Names
 
 from .health import StreamingHealth
+from .kafka_holds import KafkaHolds
 from .kafka_ingest import KafkaIngest
 from .kafka_link import KafkaLink
 from .redis_feeds import RedisFeeds
@@ -44,6 +45,10 @@ REDIS_SOCKET_TIMEOUT_S: Final = 2.0
 # never hold the connections storefront reads need; beyond it a long-poll waits for one.
 LONG_POLL_CONNECTIONS: Final = 256
 LONG_POLL_SOCKET_TIMEOUT_S: Final = MAX_WAIT_MS / 1000 + 5
+# How long a hold waits for its partitions' writers before answering 503 (and releasing
+# whatever they held): a worker's batch, a changelog acknowledgement and a rebalance's
+# first seconds fit; a storefront's checkout timeout is usually longer.
+HOLD_DECISION_TIMEOUT_S: Final = 5.0
 
 
 def _redis_pool(url: str, connections: int, wait_s: float, socket_timeout_s: float) -> Redis:
@@ -83,6 +88,15 @@ class StreamingRuntime:
         self.read = RedisReadModel(self.redis, namespace, partitions, self.rules)
         self.feeds = RedisFeeds(self.redis, self.long_polls, namespace, partitions, self.rules)
         self.ingest = KafkaIngest(self.kafka, names, partitions)
+        self.holds = KafkaHolds(
+            self.kafka,
+            self.redis,
+            self.long_polls,
+            names,
+            partitions,
+            self.rules,
+            HOLD_DECISION_TIMEOUT_S,
+        )
         self.health = StreamingHealth(self.redis, namespace, partitions, self.kafka, self.rules)
         self._connecting: asyncio.Task[None] | None = None
 

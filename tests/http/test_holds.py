@@ -4,7 +4,6 @@ orders, expired by themselves, idempotent by hold_id, and durable across a kill 
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from datetime import datetime
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from tests.support.events import event, unique_sku
+from tests.support.holds import hold_body, line, race
 from tests.support.server import Server
 
 from .conftest import StartServer
@@ -39,10 +39,6 @@ def hold(
     return client.post(
         "/v1/holds", json={"channel": "web", "lines": list(lines), "ttl_s": ttl_s} | extra
     )
-
-
-def line(sku: str, qty: int, location: str | None = None) -> dict[str, Any]:
-    return {"sku": sku, "qty": qty} | ({"location": location} if location else {})
 
 
 def wait_for(condition: Any, within_s: float = WAIT_S) -> bool:
@@ -205,24 +201,12 @@ def test_a_hold_on_an_unknown_channel_is_refused_with_404(client: httpx.Client, 
     assert answer.json()["error"]["code"] == "unknown_channel"
 
 
-async def race(server: Server, bodies: list[dict[str, Any]]) -> list[int]:
-    """Every body posted at once, each by its own client connection."""
-    limits = httpx.Limits(max_connections=len(bodies))
-    async with httpx.AsyncClient(
-        base_url=server.url, timeout=60, limits=limits, trust_env=False
-    ) as http:
-        answers = await asyncio.gather(*(http.post("/v1/holds", json=b) for b in bodies))
-    return [answer.status_code for answer in answers]
-
-
 def test_two_hundred_storefronts_racing_for_fifty_units_get_exactly_fifty(
     server: Server, client: httpx.Client, sku: str
 ) -> None:
     stock(client, sku, DC1=50)
 
-    codes = asyncio.run(
-        race(server, [{"channel": "web", "lines": [line(sku, 1)], "ttl_s": 600}] * 200)
-    )
+    codes = [answer.status_code for answer in race(server.url, [hold_body(line(sku, 1))] * 200)]
 
     assert sorted(set(codes)) == [201, 409]
     assert codes.count(201) == 50
@@ -234,9 +218,9 @@ def test_racing_multi_sku_holds_are_all_or_nothing(server: Server, client: httpx
     shirts, socks = unique_sku(), unique_sku()
     stock(client, shirts, DC1=50)
     stock(client, socks, DC1=30)
-    body = {"channel": "web", "lines": [line(shirts, 1), line(socks, 1)], "ttl_s": 600}
+    body = hold_body(line(shirts, 1), line(socks, 1))
 
-    codes = asyncio.run(race(server, [body] * 200))
+    codes = [answer.status_code for answer in race(server.url, [body] * 200)]
 
     assert codes.count(201) == 30
     assert (sellable(client, shirts), sellable(client, socks)) == (20, 0)
