@@ -14,6 +14,9 @@ step "lint: ruff format --check, ruff check"
 "$PY" -m ruff format --check .
 "$PY" -m ruff check .
 
+step "deploy: hadolint, helm lint, helm template | validate (scripts/deploy-check.sh)"
+bash scripts/deploy-check.sh
+
 step "types: mypy --strict"
 "$PY" -m mypy --strict availability api embedded service streams
 
