@@ -1,14 +1,19 @@
-"""The `availability` command: `serve` (embedded), `api` and `worker` (streaming)."""
+"""The `availability` command: `serve` (embedded), `api` and `worker` (streaming), and the
+streaming mode's operator commands `dlq-replay`, `rebuild-read-model` and `sku-history`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
+from datetime import UTC, datetime
+from typing import Any
 
 from api import is_loopback
 from availability import InvalidRules, Settings
+from availability.ids import is_sku
 
 from .settings import SettingsError, settings_from
 
@@ -46,7 +51,136 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--data-dir", dest="data_dir", help="table state directory (AVAIL_DATA_DIR, default ./var)"
     )
+    _add_operator_commands(commands)
     return parser
+
+
+OPERATOR_COMMANDS = frozenset({"dlq-replay", "rebuild-read-model", "sku-history"})
+DEFAULT_REBUILD_TIMEOUT_S = 300.0  # a partition of a few million SKUs republishes in minutes
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 time: {text!r} (e.g. 2026-11-22T10:00:00Z)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _sku(text: str) -> str:
+    if not is_sku(text):
+        raise argparse.ArgumentTypeError(f"not a SKU: {text!r} (1 to 64 of A-Z a-z 0-9 . _ : -)")
+    return text
+
+
+def _add_operator_commands(commands: Any) -> None:
+    replay = commands.add_parser(
+        "dlq-replay",
+        help="streaming mode: produce dead letters back to their source topics, after a fix",
+        description="Read inventory.dlq from where the last replay ended (consumer group "
+        "<AVAIL_APP_ID>-dlq-replay, committed after each acknowledged batch) and produce each "
+        "dead letter's original bytes and key back to its source_topic (acks=all, idempotent). "
+        "Running it twice replays only newer dead letters; a letter replayed twice anyway is "
+        "a duplicate by its event_id. Letters without an inventory source_topic are reported "
+        "and never produced.",
+    )
+    replay.add_argument(
+        "--dry-run", action="store_true", help="count and show reasons; produce and commit nothing"
+    )
+    replay.add_argument(
+        "--reason-contains",
+        metavar="TEXT",
+        help="replay only letters whose reason contains TEXT; the others stay for a later run",
+    )
+    replay.add_argument(
+        "--limit", type=_positive_int, metavar="N", help="replay at most N letters this run"
+    )
+    replay.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="read the whole DLQ (as far as retention keeps it), not from the last replay",
+    )
+    rebuild = commands.add_parser(
+        "rebuild-read-model",
+        help="streaming mode: have the running workers republish every partition to Redis",
+        description="Clear the ready marks of the partitions, so that the running workers "
+        "republish every SKU of them, and wait until every one is marked ready again. SKU "
+        "answers are kept meanwhile (a SKU missing from Redis answers 503, never 0); "
+        "/readyz answers 503 until it ends.",
+    )
+    rebuild.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=DEFAULT_REBUILD_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"give up (exit 1) after this long (default {DEFAULT_REBUILD_TIMEOUT_S:g})",
+    )
+    rebuild.add_argument(
+        "--partition",
+        type=int,
+        action="append",
+        metavar="P",
+        help="only this partition (repeatable); default: all",
+    )
+    history = commands.add_parser(
+        "sku-history",
+        help="streaming mode: a SKU's events, documents and published positions, for support",
+        description="Print the SKU's events from its partition of every inventory topic, read "
+        "from the start of each topic (so only as far back as the topics' retention keeps "
+        "them), in the order Kafka received them, marking dead-lettered and duplicate ones; "
+        "then its documents from the worker's table and its positions as published in Redis.",
+    )
+    history.add_argument("sku", type=_sku, help="the SKU")
+    history.add_argument("--json", dest="as_json", action="store_true", help="machine output")
+    history.add_argument(
+        "--since",
+        type=_moment,
+        metavar="TIME",
+        help="only events that occurred at or after TIME (ISO 8601; UTC when no offset)",
+    )
+
+
+def _run_operator_command(args: argparse.Namespace, settings: Settings) -> int:
+    from .ops import (
+        HistoryOptions,
+        ReplayOptions,
+        rebuild_read_model,
+        replay_dead_letters,
+        show_sku_history,
+    )
+
+    # The client libraries' own info lines would drown the progress lines.
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    if args.command == "dlq-replay":
+        options = ReplayOptions(args.dry_run, args.reason_contains, args.limit, args.from_beginning)
+        return asyncio.run(replay_dead_letters(settings, options))
+    if args.command == "rebuild-read-model":
+        return rebuild_read_model(settings, args.partition, args.timeout)
+    return asyncio.run(
+        show_sku_history(settings, HistoryOptions(args.sku, args.as_json, args.since))
+    )
 
 
 def refuse_open_bind(settings: Settings) -> str | None:
@@ -83,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     if refusal:
         print(f"availability: {refusal}", file=sys.stderr)
         return 2
+    if args.command in OPERATOR_COMMANDS:
+        return _run_operator_command(args, settings)
     try:
         if args.command == "serve":
             return _serve(settings)
