@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument(
         "--only",
-        choices=["embedded", "streaming", "fanout"],
+        choices=["embedded", "streaming", "fanout", "holds"],
         help="one part's figures (default: all)",
     )
     parser.add_argument(
@@ -211,7 +211,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         print("# fan-out (embedded mode): a burst into a channel feed at 500 items/s")
         print_table(bench_fanout(skus=5_000, changes=100_000, rate=500))
-    if args.only in ("streaming", "fanout"):
+    if args.only in (None, "holds"):
+        from .bench_holds import bench_holds
+
+        print("# checkout holds (streaming mode): 1 worker, 8 partitions, the API")
+        print_table(bench_holds())
+    if args.only in ("streaming", "fanout", "holds"):
         return
     print(
         f"# embedded mode: {args.skus:,} SKUs x 8 locations,"

@@ -93,17 +93,24 @@ async def raw_consume_rate(names: Names, total: int) -> float:
         await consumer.stop()
 
 
-def start_worker(tag: str, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {
+def stack_env(tag: str) -> dict[str, str]:
+    """The settings every process of one benchmark deployment shares."""
+    return {
         "AVAIL_KAFKA_BOOTSTRAP": KAFKA,
         "AVAIL_REDIS_URL": REDIS_URL,
         "AVAIL_TOPIC_PREFIX": tag,
         "AVAIL_APP_ID": f"{tag}app",
         "AVAIL_PARTITIONS": str(PARTITIONS),
+        "AVAIL_LOG_LEVEL": "warning",
+    }
+
+
+def start_worker(tag: str, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **stack_env(tag),
         "AVAIL_DATA_DIR": str(data_dir),
         "AVAIL_METRICS_PORT": str(free_port()),
         "AVAIL_STANDBY_REPLICAS": "0",
-        "AVAIL_LOG_LEVEL": "warning",
         "PATH": "/usr/bin:/bin",
     }
     out = log.open("wb")
