@@ -40,6 +40,7 @@ from .stack import HOST, free_port, process, run_wrk
 SKUS = 2_000
 STOCK = 100_000  # units per SKU: no hold is ever short, so every one is a full decision
 CONCURRENCY = 64
+PACED_CONNECTIONS = 64  # more than a paced run ever has in flight at once
 SECONDS = 15
 
 
@@ -98,25 +99,64 @@ def wrk_scripts(folder: Path) -> tuple[Path, Path]:
     return reads, holds
 
 
-async def fixed_rate(url: str, rate: int, seconds: float) -> list[float]:
-    """Holds sent at `rate` per second whatever the answers do; each one's latency."""
+class RawConnection:
+    """One keep-alive HTTP/1.1 connection with nothing in between: an httpx client spends
+    more per request than the hold it measures, and at a few hundred requests a second its
+    own queueing shows up in the latencies."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> RawConnection:
+        return cls(*await asyncio.open_connection(HOST, port))
+
+    async def post(self, path: str, body: bytes) -> int:
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def fixed_rate(port: int, rate: int, seconds: float) -> list[float]:
+    """Holds sent at `rate` per second whatever the answers do (open loop, on a pool of
+    keep-alive connections); each one's latency from its scheduled send to its answer."""
     rnd = random.Random(5)
+    idle: asyncio.Queue[RawConnection] = asyncio.Queue()
+    for _ in range(PACED_CONNECTIONS):
+        idle.put_nowait(await RawConnection.open(port))
     lags: list[float] = []
-    limits = httpx.Limits(max_connections=512)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits, trust_env=False) as http:
 
-        async def one(body: dict[str, Any]) -> None:
-            sent = time.perf_counter()
-            answer = await http.post("/v1/holds", json=body)
-            if answer.status_code == 201:
-                lags.append((time.perf_counter() - sent) * 1000)
+    async def one(due: float, body: bytes) -> None:
+        connection = await idle.get()
+        try:
+            if await connection.post("/v1/holds", body) == 201:
+                lags.append((time.perf_counter() - due) * 1000)
+        finally:
+            idle.put_nowait(connection)
 
-        tasks = []
-        started = time.perf_counter()
-        for n in range(int(rate * seconds)):
-            await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
-            tasks.append(asyncio.create_task(one(hold_body(rnd))))
-        await asyncio.gather(*tasks)
+    tasks = []
+    started = time.perf_counter()
+    for n in range(int(rate * seconds)):
+        due = started + n / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(due, json.dumps(hold_body(rnd)).encode())))
+    await asyncio.gather(*tasks)
+    while not idle.empty():
+        idle.get_nowait().close()
     return lags
 
 
@@ -139,7 +179,7 @@ def bench_holds(seconds: int = SECONDS, rate: int = 200) -> list[tuple[str, str,
                 reads = run_wrk(url, seconds, CONCURRENCY, read_script)
                 # Paced first: the backlog a saturating run leaves behind (changelog and
                 # read model writes) would otherwise be in the paced latencies.
-                paced = asyncio.run(fixed_rate(url, rate, seconds))
+                paced = asyncio.run(fixed_rate(port, rate, seconds))
                 holds = run_wrk(url, seconds, CONCURRENCY, hold_script)
         finally:
             worker.terminate()

@@ -37,7 +37,7 @@ from .transport import Transport
 log = logging.getLogger("availability.worker")
 
 BATCH_MAX: Final = 2000  # events per batch: bounds a batch's latency and memory
-BATCH_WITHIN: Final = 0.01  # seconds to wait for a batch to fill: the latency floor
+BATCH_WITHIN: Final = 0.004  # seconds to wait for a batch to fill: the latency floor (holds)
 MAINTENANCE_EVERY: Final = 1.0  # seconds between checks that Redis holds our partitions
 HOLD_EXPIRY_EVERY: Final = 0.25  # seconds between looks for a hold whose time is up
 EXPIRY_RESEND_S: Final = 5.0  # an ExpireHolds not handled by then (lost in a rebalance) again
@@ -105,7 +105,7 @@ class Worker:
             key_serializer="raw",
             value_serializer="raw",
             # Changelog records go out in batches rather than one produce request each.
-            producer_linger=0.005,
+            producer_linger=0.001,
             # A killed worker's partitions move once its session times out: 10 s rather
             # than faust's 60 s keeps a takeover within seconds of a crash.
             broker_session_timeout=10.0,
