@@ -98,9 +98,10 @@ class KafkaHolds:
         if not self._catalog.has_channel(request.channel):
             raise UnknownChannel(f"channel {request.channel!r} is not in the rules")
         hold_id = request.hold_id or uuid.uuid4().hex
-        known = await self._load(hold_id)
-        if known is not None:
-            return known  # a repeated request gets its first answer and holds nothing more
+        if request.hold_id is not None:  # an id of our own making was never used before
+            known = await self._load(hold_id)
+            if known is not None:
+                return known  # a repeated request gets its first answer, holds nothing more
         now = self._clock()
         deadline = expires_at(request, now)
         groups = self._by_partition(request.lines)
