@@ -19,6 +19,7 @@ commit then answer 404 unknown_hold for them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import defaultdict
@@ -54,6 +55,8 @@ from availability.timeutil import MICROS_PER_SECOND
 from availability.topics import Names, partition_for
 
 from .kafka_link import KafkaLink, Record
+
+log = logging.getLogger("availability.api.holds")
 
 TENTATIVE_S: Final = 30  # how long a partition holds its lines before the others agree
 # A record outlives its hold by a day, so a repeated request still gets its first answer.
@@ -167,6 +170,17 @@ class KafkaHolds:
             for partition, lines in self._by_partition(record.lines).items()
         }
         replies = await self._ask(commands, hold_id, record.skus())
+        if not any(reply.done for reply in replies.values()):
+            # The writers expired it between our look at its time and the commit.
+            record.status = HoldStatus.EXPIRED
+            await self._save(record)
+            raise UnknownHold(f"hold {hold_id!r} holds nothing any more: it was expired")
+        if not all(reply.done for reply in replies.values()):
+            log.warning(
+                "hold %s expired on some partitions while it was committed: the order holds"
+                " only the lines committed in time",
+                hold_id,
+            )
         order = {line.sku: n for n, line in enumerate(record.lines)}
         record.committed = sorted(
             (line for reply in replies.values() for line in reply.committed),

@@ -15,7 +15,7 @@ from tests.support.server import Server, free_port, run_cli, server_pool
 
 from .helpers import RULES, error_of
 
-KEYS = "r1:read,w1:write+read,a1:admin"
+KEYS = "r1:read,w1:write+read,h1:hold,a1:admin"
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,12 @@ def call(client: httpx.Client, route: str) -> httpx.Response:
         "post-events": ("POST", "/v1/events", [event("receipt", sku, qty=1)]),
         "get-rules": ("GET", "/v1/rules", None),
         "put-rules": ("PUT", "/v1/rules", RULES),
+        "post-holds": (
+            "POST",
+            "/v1/holds",
+            {"channel": "web", "lines": [{"sku": sku, "qty": 1}], "ttl_s": 60},
+        ),
+        "delete-hold": ("DELETE", f"/v1/holds/{sku}", None),
     }
     method, path, body = calls[route]
     return client.request(method, path, json=body)
@@ -55,9 +61,14 @@ V1_ROUTES = [
     "post-events",
     "get-rules",
     "put-rules",
+    "post-holds",
+    "delete-hold",
 ]
+HOLD_ROUTES = ["post-holds", "delete-hold"]
 READ_ROUTES = ["get-availability", "batch-availability", "get-positions", "get-rules"]
-SUCCESS = {"post-events": 202}
+# Past the key check, a hold on a SKU never stocked is judged on its merits: 409, and a
+# release of a hold never placed 404.
+SUCCESS = {"post-events": 202, "post-holds": 409, "delete-hold": 404}
 
 
 @pytest.mark.parametrize("route", V1_ROUTES)
@@ -89,12 +100,32 @@ def test_a_read_key_may_read(keyed: Server, route: str) -> None:
         assert call(client, route).status_code == 200
 
 
-@pytest.mark.parametrize(("route", "scope"), [("post-events", "write"), ("put-rules", "admin")])
+@pytest.mark.parametrize(
+    ("route", "scope"),
+    [
+        ("post-events", "write"),
+        ("put-rules", "admin"),
+        ("post-holds", "hold"),
+        ("delete-hold", "hold"),
+    ],
+)
 def test_a_read_key_may_not_write_or_change_rules(keyed: Server, route: str, scope: str) -> None:
     with keyed.client("r1") as client:
         error = error_of(call(client, route), 403, "forbidden")
 
     assert scope in error["message"]
+
+
+@pytest.mark.parametrize("route", HOLD_ROUTES)
+def test_a_hold_key_may_hold_and_release(keyed: Server, route: str) -> None:
+    with keyed.client("h1") as client:
+        assert call(client, route).status_code == SUCCESS[route]
+
+
+@pytest.mark.parametrize("route", ["post-events", "get-availability"])
+def test_a_hold_key_may_neither_write_nor_read(keyed: Server, route: str) -> None:
+    with keyed.client("h1") as client:
+        error_of(call(client, route), 403, "forbidden")
 
 
 def test_a_refused_write_applies_nothing(keyed: Server) -> None:
