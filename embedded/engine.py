@@ -51,6 +51,7 @@ from availability.holds import (
     release_hold,
 )
 from availability.rules import CompiledChannel, CompiledRules
+from availability.timeutil import MICROS_PER_SECOND
 from availability.views import bump_if_rules_move_answers
 
 from .feeds import EmbeddedFeeds
@@ -62,7 +63,8 @@ CHECKPOINT_DIRTY_SKUS: Final = 50_000
 CHECKPOINT_SECONDS: Final = 5.0
 # A hold's first answer is given again to a repeated request for this long after the hold
 # ended (expired, released or committed); then its id is forgotten.
-HOLD_MEMORY_US: Final = 24 * 3600 * 1_000_000
+HOLD_MEMORY_US: Final = 24 * 3600 * MICROS_PER_SECOND
+HOLD_SWEEP_US: Final = 3600 * MICROS_PER_SECOND  # how often the ended holds are looked over
 EXPIRY_IDLE_S: Final = 1.0  # with no hold due sooner, how long the expiry task sleeps
 
 
@@ -89,6 +91,7 @@ class EmbeddedEngine:
         self._oversold = 0
         self._expiries: list[tuple[int, str]] = []  # (expires_at, hold_id) of live holds
         self._expiry_changed = asyncio.Event()
+        self._holds_swept_at = 0
         self.ready = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -368,16 +371,24 @@ class EmbeddedEngine:
         return expired
 
     def _load_holds(self) -> None:
-        """At open: the live holds' expiry times, and forget the ids of holds long ended."""
-        now, forgotten = self._clock(), []
-        self._expiries = []
-        for record in self.store.holds():
-            if record.status is HoldStatus.HELD:
-                self._expiries.append((record.expires_at, record.hold_id))
-            elif record.expires_at + HOLD_MEMORY_US < now:
-                forgotten.append(record.hold_id)
+        """At open: the live holds' expiry times."""
+        self._expiries = [
+            (record.expires_at, record.hold_id)
+            for record in self.store.holds()
+            if record.status is HoldStatus.HELD
+        ]
         heapq.heapify(self._expiries)
-        self.store.forget_holds(forgotten)
+        self._forget_ended_holds(self._clock())
+
+    def _forget_ended_holds(self, now: int) -> None:
+        """Forget the ids of holds that ended over HOLD_MEMORY_US ago: one scan of the
+        records, at open and then hourly."""
+        self.store.forget_holds(
+            record.hold_id
+            for record in self.store.holds()
+            if record.status is not HoldStatus.HELD and record.expires_at + HOLD_MEMORY_US < now
+        )
+        self._holds_swept_at = now
 
     async def run_hold_expiry(self) -> None:
         """Expire holds at their time even when nothing else happens; the entry point runs
@@ -385,9 +396,11 @@ class EmbeddedEngine:
         while True:
             now = self._clock()
             self._expire_due(now)
+            if now - self._holds_swept_at >= HOLD_SWEEP_US:
+                self._forget_ended_holds(now)
             wait = EXPIRY_IDLE_S
             if self._expiries:
-                wait = min(wait, max(0.0, (self._expiries[0][0] - now) / 1_000_000))
+                wait = min(wait, max(0.0, (self._expiries[0][0] - now) / MICROS_PER_SECOND))
             self._expiry_changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._expiry_changed.wait(), timeout=max(wait, 0.001))
