@@ -37,8 +37,8 @@ services-start: ## start Kafka and Redis on 127.0.0.1 (scripts/services.sh)
 services-stop: ## stop the Kafka and Redis this project started
 	bash scripts/services.sh stop all
 
-bench: dev services-start ## print the benchmark figures of this machine (both modes)
-	$(PY) -m loadtests.bench
+bench: dev services-start ## every benchmark figure in one run: bench-results/report.md and plots
+	$(PY) -m loadtests.report
 
 clean: ## remove caches (keeps .venv, ./var and .services)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist *.egg-info

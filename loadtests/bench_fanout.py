@@ -103,7 +103,11 @@ def burst_rate(folder: Path, name: str, rate: float | None, bodies: list[bytes])
         return len(bodies) * 1000 / post_all(port, bodies)
 
 
-def bench_fanout(skus: int, changes: int, rate: float) -> list[tuple[str, str, str]]:
+def bench_fanout(
+    skus: int, changes: int, rate: float, convergence: list[tuple[float, int]] | None = None
+) -> list[tuple[str, str, str]]:
+    """The fan-out figures; `convergence`, when given, receives (seconds after the burst,
+    SKUs whose feed value still differs) at each of the consumer's polls."""
     mix = EventMix(skus, seed=5)
     stock = [event for index in range(skus) for event in mix.stock(index)]
     events = stock + [event for batch in mix.batches(changes // 1000, 1000) for event in batch]
@@ -124,7 +128,12 @@ def bench_fanout(skus: int, changes: int, rate: float) -> list[tuple[str, str, s
             absorbed = len(events) / post_all(port, bodies)
             burst_done = time.perf_counter()
             expected = current(http, names)
-            while any(consumer.values.get(s, (0, 0))[1] != q for s, q in expected.items()):
+            while True:
+                wrong = sum(consumer.values.get(s, (0, 0))[1] != q for s, q in expected.items())
+                if convergence is not None:
+                    convergence.append((time.perf_counter() - burst_done, wrong))
+                if not wrong:
+                    break
                 consumer.poll()
             converged = time.perf_counter()
             text = http.get("/metrics").text

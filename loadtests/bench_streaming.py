@@ -296,6 +296,41 @@ async def bench_streaming_async(
     return rows
 
 
+async def _end_to_end_with(workers: int, events_total: int) -> tuple[float, float]:
+    """(events/s end to end, raw aiokafka consume/s) for `workers` workers on one group."""
+    tag = f"benchw{uuid.uuid4().hex[:6]}-"
+    names = Names(tag)
+    await ensure_topics(KAFKA, names, PARTITIONS)
+    await publish_rules(names)
+    mix = EventMix(skus=20_000, seed=11)
+    events = [e for batch in mix.batches(events_total // 1000, 1000) for e in batch]
+    await produce_all(names, events)
+    ceiling = await raw_consume_rate(names, len(events))
+    client = aioredis.Redis.from_url(REDIS_URL)
+    with tempfile.TemporaryDirectory(prefix="avail-bench-workers-") as tmp:
+        folder = Path(tmp)
+        started = [
+            start_worker(tag, folder / f"data{n}", folder / f"w{n}.log") for n in range(workers)
+        ]
+        try:
+            rate = await end_to_end(names, events, client)
+        finally:
+            for worker in started:
+                worker.terminate()
+            for worker in started:
+                worker.wait(30)
+            await client.aclose()
+    return rate, ceiling
+
+
+def events_per_second_by_workers(
+    counts: Sequence[int], events_total: int = 60_000
+) -> list[tuple[int, float, float]]:
+    """(workers, events/s end to end, raw consume/s) for each worker count, each run on a
+    deployment of its own with the same events."""
+    return [(n, *asyncio.run(_end_to_end_with(n, events_total))) for n in counts]
+
+
 def faust_ceiling(tag: str, total: int) -> float:
     """Events/s of a faust agent that only counts them, on the same topics (own group)."""
     done = subprocess.run(

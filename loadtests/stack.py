@@ -30,11 +30,15 @@ def free_port() -> int:
 def wait_ready(port: int, path: str = "/readyz", timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            conn = http.client.HTTPConnection(HOST, port, timeout=1)
+        conn = http.client.HTTPConnection(HOST, port, timeout=1)
+        try:
             conn.request("GET", path)
             if conn.getresponse().status == 200:
                 return
+        except OSError:
+            pass
+        finally:
+            conn.close()  # an unclosed socket is a ResourceWarning, an error under pytest
         time.sleep(0.1)
     raise RuntimeError(f"nothing answered 200 on {HOST}:{port}{path} within {timeout} s")
 

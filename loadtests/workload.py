@@ -33,11 +33,18 @@ class EventMix:
     """Receipts first, then sales, orders, picks, cancels, returns, transfers and counts."""
 
     def __init__(
-        self, skus: int, seed: int = 7, start: datetime | None = None, hot_share: float = 0.0
+        self,
+        skus: int,
+        seed: int = 7,
+        start: datetime | None = None,
+        hot_share: float = 0.0,
+        id_prefix: str = "bench",
     ) -> None:
         """`hot_share` of the events go to the hottest 1% of SKUs, as in a peak sale where
-        a few doorbusters take most of the traffic; the rest spread evenly."""
+        a few doorbusters take most of the traffic; the rest spread evenly. Event ids are
+        `<id_prefix>-<serial>`: mixes that feed one server need prefixes of their own."""
         self.skus = skus
+        self.id_prefix = id_prefix
         self.hot_share = hot_share
         self.hot_skus = max(1, skus // 100)
         self.random = random.Random(seed)
@@ -49,16 +56,19 @@ class EventMix:
         # Spread over the last hour, a few events per millisecond, like a busy chain.
         moment = self.start + timedelta(microseconds=self.serial * 50)
         return {
-            "event_id": f"bench-{self.serial}",
+            "event_id": f"{self.id_prefix}-{self.serial}",
             "type": kind,
             "sku": sku,
             "location": location,
             "occurred_at": moment.isoformat().replace("+00:00", "Z"),
         }
 
+    def receipt(self, sku: str, location: str, qty: int) -> dict[str, Any]:
+        return dict(self._base("receipt", sku, location), qty=qty)
+
     def stock(self, sku_index: int) -> list[dict[str, Any]]:
         sku = sku_name(sku_index)
-        return [dict(self._base("receipt", sku, loc), qty=200) for loc in LOCATIONS]
+        return [self.receipt(sku, loc, 200) for loc in LOCATIONS]
 
     def next(self) -> dict[str, Any]:
         r = self.random

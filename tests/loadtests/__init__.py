@@ -1,0 +1,1 @@
+"""The load-test scenarios run briefly against real servers, for behaviour, not speed."""
