@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api import create_app
 from availability import Rules, Settings
+from availability.memory import settle_garbage_collector
 from embedded import EmbeddedEngine
 
 
@@ -19,6 +20,7 @@ def embedded_app(settings: Settings, rules_at_start: Rules | None = None) -> Fas
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine.open(rules_at_start)
+        settle_garbage_collector()  # started: see availability/memory.py
         engine.feeds.observer = app.state.services.metrics
         tasks = [
             asyncio.create_task(engine.feeds.run(), name="feed-pump"),

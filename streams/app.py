@@ -24,6 +24,7 @@ from prometheus_client import start_http_server
 
 from availability import Settings, SkuState, decode_state
 from availability.control import ExpireHolds, control_encoder
+from availability.memory import settle_garbage_collector
 from availability.timeutil import MICROS_PER_SECOND
 from availability.topics import Names, partition_for
 
@@ -132,6 +133,7 @@ class Worker:
         dlq = self.app.topic(self.names.dlq_topic, **raw)
         self.control = self.app.topic(self.names.control_topic, **raw)
         self._expiry_sent: dict[int, float] = {}  # partition -> when an ExpireHolds went
+        self._settled = False  # whether the garbage collector was settled after start-up
         self.processor = Processor(
             self.names,
             settings.partitions,
@@ -322,6 +324,9 @@ class Worker:
         if self.follow_feed_rules():
             await self.publisher.written()  # the new channel's answers first: see offer_to_feeds
             await self.readopt_feeds()
+        if not self._settled:
+            settle_garbage_collector()  # recovered and following the rules: started
+            self._settled = True
         owners = await self.publisher.ready_owners()
         for partition in sorted(owned):
             if owners.get(partition) == self.instance_id:

@@ -21,6 +21,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from availability import AvailabilityError, Rules
 from availability.feeds import MAX_WAIT_MS
+from availability.memory import settle_garbage_collector
 from availability.topics import Names
 
 from .health import StreamingHealth
@@ -139,6 +140,7 @@ class StreamingRuntime:
                 log.exception("connecting to Kafka failed; retrying in %.1f s", delay)
             else:
                 log.info("streaming API connected to Kafka at %s", self.kafka.bootstrap)
+                settle_garbage_collector()  # started: see availability/memory.py
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
