@@ -89,6 +89,7 @@ class Scenario:
     kafka: str = ""
     topic_prefix: str = ""
     csv: Path | None = None  # also keep locust's own CSV files under this prefix
+    user_classes: tuple[str, ...] = ()  # only these locustfile users (default: every one)
 
     def env(self, run: str, results: Path) -> dict[str, str]:
         env = {
@@ -133,6 +134,7 @@ def run_locust(url: str, scenario: Scenario, workdir: Path, run: str) -> Outcome
     ]
     if scenario.csv:
         command += ["--csv", str(scenario.csv.resolve())]
+    command += scenario.user_classes
     env = {**os.environ, **scenario.env(run, results)}
     with (workdir / "locust.log").open("wb") as log:
         # Locust exits 1 when a request failed: the results say which, so its code is not read.
