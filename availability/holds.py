@@ -85,7 +85,7 @@ class HoldRecord(Struct):
     committed: list[CommittedLine] = []
 
     def skus(self) -> list[str]:
-        return list(dict.fromkeys(line.sku for line in self.lines))
+        return skus_of(self.lines)
 
 
 class HoldAnswer(Struct, frozen=True):
@@ -108,6 +108,11 @@ def hold_answer(record: HoldRecord) -> HoldAnswer:
 
 def commit_answer(record: HoldRecord) -> CommitAnswer:
     return CommitAnswer(record.hold_id, record.order_id or record.hold_id, record.committed)
+
+
+def skus_of(lines: Sequence[HoldLineRequest]) -> list[str]:
+    """The lines' SKUs, each once, in the order the lines name them."""
+    return list(dict.fromkeys(line.sku for line in lines))
 
 
 def expires_at(request: HoldRequest, now_us: int) -> int:

@@ -317,12 +317,7 @@ class EmbeddedEngine:
     async def release_hold(self, hold_id: str) -> HoldRecord:
         now = self._clock()
         record = self._live_hold(hold_id, now)
-        states = [self._load_for_write(sku) for sku in record.skus()]
-        for state in states:
-            release_hold(state, hold_id, now)
-        record.status = HoldStatus.RELEASED
-        self.store.save_holds(states, [record])
-        self.feeds.changed(states, self._rules)
+        self._give_back(record, HoldStatus.RELEASED, now)
         return record
 
     async def commit_hold(self, hold_id: str, order_id: str | None) -> HoldRecord:
@@ -361,14 +356,18 @@ class EmbeddedEngine:
             record = self.store.load_hold(hold_id)
             if record is None or record.status is not HoldStatus.HELD:
                 continue  # released or committed before its time
-            states = [self._load_for_write(sku) for sku in record.skus()]
-            for state in states:
-                release_hold(state, hold_id, now)
-            record.status = HoldStatus.EXPIRED
-            self.store.save_holds(states, [record])
-            self.feeds.changed(states, self._rules)
+            self._give_back(record, HoldStatus.EXPIRED, now)
             expired += 1
         return expired
+
+    def _give_back(self, record: HoldRecord, status: HoldStatus, now: int) -> None:
+        """End a live hold by giving its units back on every SKU (released or expired)."""
+        states = [self._load_for_write(sku) for sku in record.skus()]
+        for state in states:
+            release_hold(state, record.hold_id, now)
+        record.status = status
+        self.store.save_holds(states, [record])
+        self.feeds.changed(states, self._rules)
 
     def _load_holds(self) -> None:
         """At open: the live holds' expiry times."""

@@ -244,10 +244,15 @@ class Worker:
             await producer.buffer.flush()
         await producer.flush()
 
+    def reassigning(self) -> bool:
+        """Whether partitions are moving (a rebalance, or tables recovering after one):
+        what this worker owns is not settled yet."""
+        return bool(self.app.rebalancing or getattr(self.app, "in_recovery", False))
+
     async def send_hold_expiries(self) -> None:
         """Tell each of our partitions whose next hold is due to expire it, through its
         own control partition: the expiry is then applied in order, like an event."""
-        if self.app.rebalancing or getattr(self.app, "in_recovery", False):
+        if self.reassigning():
             return
         now, clock = wall_clock_micros(), time.monotonic()
         for partition in sorted(self.active_partitions()):
@@ -313,7 +318,7 @@ class Worker:
     async def maintain(self) -> None:
         """Republish every partition this worker owns but did not publish whole since it
         took it over (a start, a rebalance, a Redis flush), then mark it ready."""
-        if self.app.rebalancing or getattr(self.app, "in_recovery", False):
+        if self.reassigning():
             return
         if not self.follower.caught_up.is_set():
             return

@@ -49,6 +49,7 @@ from availability.holds import (
     HoldStatus,
     Shortfall,
     expires_at,
+    skus_of,
 )
 from availability.published import hold_key, reply_key
 from availability.timeutil import MICROS_PER_SECOND
@@ -135,26 +136,27 @@ class KafkaHolds:
         holds there goes on, so the units there go to holds that can complete (with 50 of
         each of two SKUs and 200 racing holds of both, exactly 50 are granted)."""
         tentative = self._clock() + TENTATIVE_S * MICROS_PER_SECOND
-        granted: dict[int, list[HoldLineRequest]] = {}
+        held: list[str] = []  # the SKUs of the partitions that granted so far
         for partition in sorted(groups):
             place = PlaceHold("", hold_id, channel, groups[partition], tentative)
             reply = (await self._ask({partition: place}, hold_id, skus))[partition]
             if reply.shortfalls:
-                if granted:
-                    await self._send(self._releases(hold_id, granted))
+                if held:
+                    await self._send(self._releases(hold_id, held))
                 return list(reply.shortfalls)
-            granted[partition] = groups[partition]
-        extend = {p: ExtendHold("", hold_id, _skus(lines), deadline) for p, lines in groups.items()}
+            held += skus_of(groups[partition])
+        extend = {
+            p: ExtendHold("", hold_id, skus_of(lines), deadline) for p, lines in groups.items()
+        }
         extended = await self._ask(extend, hold_id, skus)
         if not all(reply.done for reply in extended.values()):
-            await self._send(self._releases(hold_id, groups))
+            await self._send(self._releases(hold_id, skus))
             raise HoldsUnavailable(f"a partition's tentative hold ran out; {_NOT_HELD}")
         return []
 
     async def release_hold(self, hold_id: str) -> HoldRecord:
         record = await self._live(hold_id)
-        groups = self._by_partition(record.lines)
-        await self._ask(self._releases(hold_id, groups), hold_id, record.skus())
+        await self._ask(self._releases(hold_id, record.skus()), hold_id, record.skus())
         record.status = HoldStatus.RELEASED
         await self._save(record)
         return record
@@ -166,7 +168,7 @@ class KafkaHolds:
         record = await self._live(hold_id)
         record.order_id = order_id or hold_id
         commands = {
-            partition: CommitHold("", hold_id, record.order_id, record.channel, _skus(lines))
+            partition: CommitHold("", hold_id, record.order_id, record.channel, skus_of(lines))
             for partition, lines in self._by_partition(record.lines).items()
         }
         replies = await self._ask(commands, hold_id, record.skus())
@@ -218,8 +220,7 @@ class KafkaHolds:
         except RedisError as exc:
             raise NotReady(f"Redis cannot be reached ({exc}); {_NOT_HELD}") from exc
         if len(replies) < len(commands):
-            groups = self._by_partition([HoldLineRequest(sku, 1) for sku in skus])
-            await self._send(self._releases(hold_id, groups))
+            await self._send(self._releases(hold_id, skus))
             raise HoldsUnavailable(
                 f"no decision from {len(commands) - len(replies)} partition(s) within"
                 f" {self._timeout_s:g} s; {_NOT_HELD}"
@@ -233,10 +234,12 @@ class KafkaHolds:
         ]
         await self._kafka.send_all(records, _NOT_HELD)
 
-    def _releases(
-        self, hold_id: str, groups: dict[int, list[HoldLineRequest]]
-    ) -> dict[int, HoldCommand]:
-        return {p: ReleaseHold("", hold_id, _skus(lines)) for p, lines in groups.items()}
+    def _releases(self, hold_id: str, skus: Sequence[str]) -> dict[int, HoldCommand]:
+        """A release of the hold on each partition of `skus`."""
+        by_partition: dict[int, list[str]] = defaultdict(list)
+        for sku in dict.fromkeys(skus):
+            by_partition[partition_for(sku.encode(), self._partitions)].append(sku)
+        return {p: ReleaseHold("", hold_id, group) for p, group in by_partition.items()}
 
     def _by_partition(self, lines: Sequence[HoldLineRequest]) -> dict[int, list[HoldLineRequest]]:
         groups: dict[int, list[HoldLineRequest]] = defaultdict(list)
@@ -286,7 +289,3 @@ class KafkaHolds:
         except RedisError as exc:
             raise NotReady(f"Redis cannot be reached ({exc}); retry with the same hold_id") from exc
         return bool(done)
-
-
-def _skus(lines: Sequence[HoldLineRequest]) -> list[str]:
-    return list(dict.fromkeys(line.sku for line in lines))

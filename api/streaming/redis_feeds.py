@@ -108,25 +108,8 @@ class RedisFeeds:
             pipe.xinfo_stream(key)
             pipe.xrange(key, min=f"({cursor}" if cursor else "-", count=limit)
             trimmed, exists, info, entries = await pipe.execute(raise_on_error=False)
-        if cursor is None:
-            pass
-        elif not exists:  # nothing was ever published, or Redis was reset since
-            if _entry_id(cursor) != (0, 0):
-                raise CursorExpired(
-                    f"cursor {cursor} is from a feed that no longer exists (Redis was reset);"
-                    " start again from a snapshot"
-                )
-        else:
-            for reply in (trimmed, info):
-                if isinstance(reply, Exception):
-                    raise reply
-            if _entry_id(cursor) > _entry_id(_text(info["last-generated-id"])):
-                raise InvalidCursor(f"cursor {cursor} is ahead of this feed; use one it returned")
-            if trimmed is not None and _entry_id(cursor) < _entry_id(_text(trimmed)):
-                raise CursorExpired(
-                    f"cursor {cursor} is older than the feed's retention;"
-                    " start again from a snapshot"
-                )
+        if cursor is not None:
+            _check_cursor(cursor, trimmed, bool(exists), info)
         if isinstance(entries, Exception):
             raise entries
         # redis-py's stubs type stream replies loosely: [(id, {field: value})] here.
@@ -179,6 +162,28 @@ class RedisFeeds:
                 "the workers are still publishing some partitions, so a snapshot could miss"
                 f" SKUs; {_RETRY}"
             )
+
+
+def _check_cursor(cursor: str, trimmed: Any, exists: bool, info: Any) -> None:
+    """Refuse a cursor the feed can't continue from, given what one transaction read: the
+    trim mark, whether the stream exists, and its XINFO."""
+    wanted = _entry_id(cursor)
+    if not exists:  # nothing was ever published, or Redis was reset since
+        if wanted != (0, 0):
+            raise CursorExpired(
+                f"cursor {cursor} is from a feed that no longer exists (Redis was reset);"
+                " start again from a snapshot"
+            )
+        return
+    for reply in (trimmed, info):
+        if isinstance(reply, Exception):
+            raise reply
+    if wanted > _entry_id(_text(info["last-generated-id"])):
+        raise InvalidCursor(f"cursor {cursor} is ahead of this feed; use one it returned")
+    if trimmed is not None and wanted < _entry_id(_text(trimmed)):
+        raise CursorExpired(
+            f"cursor {cursor} is older than the feed's retention; start again from a snapshot"
+        )
 
 
 def _text(value: Any) -> str:
