@@ -132,6 +132,17 @@ def decode_event(raw: bytes) -> Event:
     return event_decoder.decode(raw)
 
 
+def decode_message(value: bytes | None) -> tuple[Event | None, str | None]:
+    """A Kafka message's value as an event, or why it is none: the reason a worker
+    dead-letters it with, and the one a SKU's history shows."""
+    if value is None:
+        return None, "the message has no value"
+    try:
+        return decode_event(value), None
+    except msgspec.MsgspecError as exc:
+        return None, f"invalid event: {exc}"
+
+
 def split_error(error: msgspec.MsgspecError) -> tuple[str, str]:
     """Split msgspec's "Expected `int`, got `str` - at `$.qty`" into field and message."""
     text = str(error)

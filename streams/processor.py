@@ -28,7 +28,7 @@ from availability.control import (
     RulesChanged,
     control_decoder,
 )
-from availability.events import Event, clock_error, decode_event
+from availability.events import Event, clock_error, decode_message
 from availability.holds import (
     Shortfall,
     commit_hold,
@@ -137,15 +137,7 @@ class Processor:
         return outcome
 
     def _decode(self, message: Message, partition: int, now: int) -> Event | None:
-        reason: str | None = None
-        event: Event | None = None
-        if message.value is None:
-            reason = "the message has no value"
-        else:
-            try:
-                event = decode_event(message.value)
-            except msgspec.MsgspecError as exc:
-                reason = f"invalid event: {exc}"
+        event, reason = decode_message(message.value)
         if event is not None:
             reason = clock_error(event, now)
             if reason is None and message.key != event.sku.encode():

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-import msgspec
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from availability import Event, Settings, decode_event, decode_state
+from availability import Settings, decode_state
+from availability.events import decode_message
 from availability.published import sku_key
 from availability.topics import Names, partition_for
 
@@ -178,15 +178,7 @@ def source_of(letter: Any) -> tuple[str, int]:
 
 
 def entry_of(record: Any) -> Entry:
-    event: Event | None = None
-    error: str | None = None
-    if record.value is None:
-        error = "no value"
-    else:
-        try:
-            event = decode_event(record.value)
-        except msgspec.MsgspecError as exc:
-            error = f"not a valid event: {exc}"
+    event, error = decode_message(record.value)
     return Entry(
         record.topic, record.partition, record.offset, record.timestamp, record.value, event, error
     )
