@@ -3,10 +3,11 @@
     python -m loadtests.report [--out bench-results] [--quick]
 
 Writes `<out>/report.md` (every figure beside its ceiling measured in the same run, as a
-ratio) and three plots: hold latency against load, stream events/s against workers, and
-the fan-out's convergence after a burst. Needs Kafka and Redis on 127.0.0.1
-(scripts/services.sh) and wrk (installed with apt when missing). About 15 minutes; `--quick`
-runs smaller workloads (about 6) for a look, not for the record.
+ratio; the recovery of 1,000,000 positions too) and three plots: hold latency against
+load, stream events/s against workers, and the fan-out's convergence after a burst.
+Needs Kafka and Redis on 127.0.0.1 (scripts/services.sh) and wrk (installed with apt when
+missing). About 18 minutes; `--quick` runs smaller workloads (about 8) for a look, not for
+the record.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import matplotlib.pyplot as plt  # after the backend is chosen
 from .bench import bench_embedded
 from .bench_fanout import bench_fanout
 from .bench_holds import bench_holds, hold_latency_by_rate
+from .bench_recovery import Options as RecoveryOptions
+from .bench_recovery import bench_recovery
 from .bench_streaming import bench_streaming, events_per_second_by_workers
 
 Rows = list[tuple[str, str, str]]
@@ -127,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         bench_fanout(2_000 if quick else 5_000, 20_000 if quick else 100_000, 500, convergence),
     )
     section("Checkout holds", bench_holds(8 if quick else 15))
+    section("Recovery", bench_recovery(RecoveryOptions(positions=200_000 if quick else 1_000_000)))
     section("Ceilings", redis_ceiling())
 
     rates = [50, 100, 200, 400] if quick else [50, 100, 200, 400, 600, 800]

@@ -28,12 +28,14 @@ from availability.memory import settle_garbage_collector
 from availability.timeutil import MICROS_PER_SECOND
 from availability.topics import Names, partition_for
 
+from .durable import AfterDurable
 from .fanout import FeedPump
 from .metrics import WorkerMetrics
 from .processor import Message, Processor, RulesHolder
 from .publisher import RedisPublisher
 from .rules_follower import RulesFollower
-from .transport import Transport
+from .table import PartitionedTable
+from .transport import Transport, producer_durable
 
 log = logging.getLogger("availability.worker")
 
@@ -127,8 +129,10 @@ class Worker:
             **raw,
         )
         # Serializers come from the app's raw defaults: records are msgpack made by the core.
-        self.table = self.app.Table(
-            "sku-state", partitions=settings.partitions, key_type=bytes, value_type=bytes
+        self.table = PartitionedTable(
+            self.app.Table(
+                "sku-state", partitions=settings.partitions, key_type=bytes, value_type=bytes
+            )
         )
         dlq = self.app.topic(self.names.dlq_topic, **raw)
         self.control = self.app.topic(self.names.control_topic, **raw)
@@ -147,6 +151,7 @@ class Worker:
         self.publisher = RedisPublisher(self.redis, self.names.redis_namespace)
         self.publisher.on_published.append(self.observe_published)
         self.publisher.on_published.append(self.offer_to_feeds)
+        self.after_durable = AfterDurable(lambda: producer_durable(self.app), self.publisher)
         self.follower = RulesFollower(settings.kafka_bootstrap, self.names.rules_topic, self.rules)
         self.raw_topic = raw
         self.feed_topics: dict[str, faust.TopicT] = {}
@@ -184,6 +189,10 @@ class Worker:
         @app.task  # type: ignore[untyped-decorator]
         async def publish_to_redis() -> None:
             await self.publisher.run()
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def publish_when_durable() -> None:
+            await self.after_durable.run()
 
         @app.timer(MAINTENANCE_EVERY)  # type: ignore[untyped-decorator]
         async def maintain_read_model() -> None:
@@ -227,22 +236,9 @@ class Worker:
             if outcome.invalid:
                 self.metrics.events.labels("unknown", "invalid").inc(outcome.invalid)
                 self.metrics.dead_letters.inc(outcome.invalid)
-        await self.changelog_durable()
-        if replies:  # only now: a granted hold must be durable before the API says so
-            await self.publisher.reply(replies)
-        if changed:
-            await self.publisher.submit(list(changed.values()), self.rules.compiled)
+        # Replies and answers wait for the changelog (streams/durable.py); the agent does not.
+        self.after_durable.add(changed.values(), replies, self.rules.compiled)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
-
-    async def changelog_durable(self) -> None:
-        """Wait until every changelog record of the batch is acknowledged, before faust acks
-        the batch's events. faust flushes its producer before committing offsets, but its
-        buffer's flush gives up after 0.1 s without progress, and a commit could then cover
-        events whose table writes a kill -9 loses."""
-        producer = self.app.producer
-        while producer.buffer.size:
-            await producer.buffer.flush()
-        await producer.flush()
 
     def reassigning(self) -> bool:
         """Whether partitions are moving (a rebalance, or tables recovering after one):
@@ -327,7 +323,8 @@ class Worker:
         for partition in set(self.processor.hold_expiries) - owned:
             del self.processor.hold_expiries[partition]  # its new owner takes them over
         if self.follow_feed_rules():
-            await self.publisher.written()  # the new channel's answers first: see offer_to_feeds
+            await self.after_durable.handed_over()  # the new channel's answers first:
+            await self.publisher.written()  # see offer_to_feeds
             await self.readopt_feeds()
         if not self._settled:
             settle_garbage_collector()  # recovered and following the rules: started
@@ -341,9 +338,8 @@ class Worker:
     def partition_states(self, partition: int) -> list[SkuState]:
         return [
             decode_state(value)
-            for key, value in self.table.items()
+            for key, value in self.table.partition_items(partition)
             if not key.startswith(b"\x00")
-            and partition_for(key, self.settings.partitions) == partition
         ]
 
     async def rebuild(self, partition: int) -> None:

@@ -17,7 +17,9 @@ class StateTable(Protocol):
 
     def __setitem__(self, key: bytes, value: bytes) -> None: ...
 
-    def items(self) -> Iterable[tuple[bytes, bytes]]: ...
+    def partition_items(self, partition: int) -> Iterable[tuple[bytes, bytes]]:
+        """Every record of one partition, including the ones that are not SKUs."""
+        ...
 
 
 class DeadLetters(Protocol):

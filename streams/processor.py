@@ -40,7 +40,7 @@ from availability.holds import (
 )
 from availability.published import reply_key
 from availability.rules import CompiledRules, Rules
-from availability.topics import Names, partition_for
+from availability.topics import Names
 from availability.views import bump_if_rules_move_answers
 
 from .ports import DeadLetters, StateTable
@@ -294,8 +294,8 @@ class Processor:
         if change.revision <= before.revision:
             return
         old, new = CompiledRules(before.rules), CompiledRules(change.rules)
-        for key, value in self.table.items():
-            if key.startswith(b"\x00") or partition_for(key, self.partitions) != partition:
+        for key, value in list(self.table.partition_items(partition)):
+            if key.startswith(b"\x00"):
                 continue
             state = decode_state(value)
             if bump_if_rules_move_answers(state, old, new, now):

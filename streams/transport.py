@@ -21,6 +21,13 @@ without ever handing them to the agent.
    applied (the shape of faust-streaming #221). Here the seek first stops the flow, waits
    until no record is being delivered and no fetch is in flight, seeks, then lets the flow
    go on: every record after the seek comes from the committed offset.
+
+3. A commit waits until every record produced so far is acknowledged (`producer_durable`).
+   faust commits acknowledged events' offsets on a timer, apart from the changelog records
+   their table writes produced: its commit does not flush the producer, and its buffer's
+   flush gives up after 0.1 s without progress. A commit that ran ahead of the changelog
+   would let a kill -9 lose events whose offsets were committed. Waiting here, rather than
+   after each batch, lets the agent go on with its next batch while Kafka acknowledges.
 """
 
 from __future__ import annotations
@@ -30,7 +37,17 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP, Message
+from faust.types import TP, AppT, Message
+
+
+async def producer_durable(app: AppT) -> None:
+    """Wait until every record produced so far (changelog records above all) is
+    acknowledged by Kafka: faust's buffer handed to the producer, then the producer flushed.
+    Records produced meanwhile may be acknowledged too; none produced before is left out."""
+    producer = app.producer
+    while producer.buffer.size:
+        await producer.buffer.flush()
+    await producer.flush()
 
 
 class RewindingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -88,6 +105,15 @@ class RewindingConsumer(faust_aiokafka.Consumer):
                 yield tp, message
             finally:
                 self._no_record_in_delivery.set()
+
+    async def _commit_offsets(
+        self, offsets: Mapping[TP, int], start_new_transaction: bool = True
+    ) -> bool:
+        # The offsets were chosen before this wait: every event they cover was applied,
+        # and its table writes produced, before it was acknowledged.
+        await producer_durable(self.app)
+        committed: bool = await super()._commit_offsets(offsets, start_new_transaction)
+        return committed
 
     async def perform_seek(self) -> None:
         flowing = self.flow_active

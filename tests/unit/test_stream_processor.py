@@ -22,8 +22,8 @@ NOW_US = 4_000_000_000_000_000  # far after every test event
 
 
 class DictTable(dict[bytes, bytes]):
-    def items(self) -> Iterator[tuple[bytes, bytes]]:  # type: ignore[override]
-        return iter(list(super().items()))
+    def partition_items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        return iter([(k, v) for k, v in self.items() if partition_for(k, PARTITIONS) == partition])
 
 
 class DeadLetterList(list[tuple[bytes | None, str]]):

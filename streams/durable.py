@@ -1,0 +1,67 @@
+"""What a batch tells the world goes out only once its changelog records are acknowledged.
+
+A granted hold must survive a crash before the API says so, and Redis must never show a
+version the changelog could still lose: a worker restarted after a kill -9 would compute
+that version again from the redelivered events, maybe otherwise (the clock moved), and
+the replace-if-newer write would keep the lost one. So the replies and the changed SKUs
+of every batch wait here for `producer_durable`, in the order they were applied, while
+the agent goes on with its next batches. One wait covers every batch applied before it:
+under load the batches of one Kafka round trip go out together, and a SKU changed by
+several keeps only its newest state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+from availability import SkuState
+from availability.rules import CompiledRules
+
+from .publisher import RedisPublisher
+
+
+class AfterDurable:
+    def __init__(self, durable: Callable[[], Awaitable[None]], publisher: RedisPublisher) -> None:
+        self._durable = durable
+        self._publisher = publisher
+        self._replies: list[tuple[str, bytes]] = []
+        self._changed: dict[str, SkuState] = {}
+        self._rules: CompiledRules | None = None
+        self._waiting = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def add(
+        self,
+        changed: Iterable[SkuState],
+        replies: Sequence[tuple[str, bytes]],
+        rules: CompiledRules,
+    ) -> None:
+        """A batch applied to the table: its changed SKUs and hold replies, to go out."""
+        for state in changed:
+            self._changed[state.sku] = state
+        self._replies += replies
+        self._rules = rules
+        if self._changed or self._replies:
+            self._idle.clear()
+            self._waiting.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._waiting.wait()
+            self._waiting.clear()
+            replies, self._replies = self._replies, []
+            changed, self._changed = list(self._changed.values()), {}
+            rules = self._rules
+            await self._durable()
+            if replies:
+                await self._publisher.reply(replies)
+            if changed and rules is not None:
+                await self._publisher.submit(changed, rules)
+            if not self._waiting.is_set():
+                self._idle.set()
+
+    async def handed_over(self) -> None:
+        """Wait until everything added so far is durable and with the publisher."""
+        await self._idle.wait()
