@@ -27,6 +27,7 @@ from availability.control import (
     ReleaseHold,
     RulesChanged,
     control_decoder,
+    reply_list,
 )
 from availability.events import Event, clock_error, decode_message
 from availability.holds import (
@@ -38,7 +39,6 @@ from availability.holds import (
     place_hold,
     release_hold,
 )
-from availability.published import reply_key
 from availability.rules import CompiledRules, Rules
 from availability.topics import Names
 from availability.views import bump_if_rules_move_answers
@@ -196,7 +196,8 @@ class Processor:
             self._expire_due(partition, now, outcome)
         else:
             reply = self._hold_command(partition, control, now, outcome)
-            key = reply_key(self.names.redis_namespace, control.request_id)
+            reply = msgspec.structs.replace(reply, request_id=control.request_id)
+            key = reply_list(self.names.redis_namespace, control)
             outcome.replies.append((key, _reply_encoder.encode(reply)))
 
     def remember_holds(self, partition: int, states: Sequence[SkuState]) -> None:

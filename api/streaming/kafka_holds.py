@@ -8,7 +8,9 @@ lines tentatively, for TENTATIVE_S only; when every partition has granted, the A
 them to the hold's real expiry, and when any line is short it releases the others. An API
 that times out (503) sends a release to every partition: commands of one partition are
 applied in order, so the release always comes after the hold it undoes, and if the API
-itself dies a tentative hold runs out within TENTATIVE_S. No hold is left behind.
+itself dies a tentative hold runs out within TENTATIVE_S. No hold is left behind. The
+replies of every command of this API process come back on one Redis list
+(`hold_replies.py`).
 
 The record of each hold request (what the API answered, the hold's lines) is kept in Redis
 under `hold_key`, for a repeated hold_id, a release or a commit. A Redis flush forgets those
@@ -19,6 +21,7 @@ commit then answer 404 unknown_hold for them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -39,7 +42,6 @@ from availability.control import (
     PlaceHold,
     ReleaseHold,
     control_encoder,
-    hold_reply_decoder,
 )
 from availability.errors import HoldsUnavailable, UnknownHold
 from availability.holds import (
@@ -51,10 +53,11 @@ from availability.holds import (
     expires_at,
     skus_of,
 )
-from availability.published import hold_key, reply_key
+from availability.published import hold_key
 from availability.timeutil import MICROS_PER_SECOND
 from availability.topics import Names, partition_for
 
+from .hold_replies import HoldReplies
 from .kafka_link import KafkaLink, Record
 
 log = logging.getLogger("availability.api.holds")
@@ -80,7 +83,7 @@ class KafkaHolds:
         self,
         kafka: KafkaLink,
         redis: Redis,
-        replies: Redis,
+        replies: HoldReplies,
         names: Names,
         partitions: int,
         catalog: ChannelCatalog,
@@ -89,7 +92,7 @@ class KafkaHolds:
     ) -> None:
         self._kafka = kafka
         self._redis = redis
-        self._replies = replies  # blocking reads hold a connection: their own pool
+        self._replies = replies
         self._names = names
         self._partitions = partitions
         self._catalog = catalog
@@ -200,25 +203,14 @@ class KafkaHolds:
         """Send one command per partition and wait for every reply; on timeout release the
         hold everywhere (no hold is left behind) and raise HoldsUnavailable."""
         request_id = uuid.uuid4().hex
-        key = reply_key(self._names.redis_namespace, request_id)
         stamped = {
             p: msgspec.structs.replace(c, request_id=request_id) for p, c in commands.items()
         }
-        await self._send(stamped)
-        replies: dict[int, HoldReply] = {}
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout_s
-        try:
-            while len(replies) < len(commands):
-                left = deadline - loop.time()
-                if left <= 0:
-                    break
-                found = await self._replies.blpop([key], timeout=max(left, 0.01))
-                if found is not None:
-                    reply = hold_reply_decoder.decode(found[1])
-                    replies[reply.partition] = reply
-        except RedisError as exc:
-            raise NotReady(f"Redis cannot be reached ({exc}); {_NOT_HELD}") from exc
+        with self._replies.expect(request_id, len(commands)) as waiter:
+            await self._send(stamped)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.complete.wait(), self._timeout_s)
+        replies = waiter.replies
         if len(replies) < len(commands):
             await self._send(self._releases(hold_id, skus))
             raise HoldsUnavailable(
@@ -228,8 +220,14 @@ class KafkaHolds:
         return replies
 
     async def _send(self, commands: Mapping[int, HoldCommand]) -> None:
+        reply_to = self._replies.key  # a release sent alone is answered there too, unread
         records = [
-            Record(self._names.control_topic, b"\x00hold", control_encoder.encode(c), p)
+            Record(
+                self._names.control_topic,
+                b"\x00hold",
+                control_encoder.encode(msgspec.structs.replace(c, reply_to=reply_to)),
+                p,
+            )
             for p, c in commands.items()
         ]
         await self._kafka.send_all(records, _NOT_HELD)

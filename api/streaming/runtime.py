@@ -25,6 +25,7 @@ from availability.memory import settle_garbage_collector
 from availability.topics import Names
 
 from .health import StreamingHealth
+from .hold_replies import HoldReplies
 from .kafka_holds import KafkaHolds
 from .kafka_ingest import KafkaIngest
 from .kafka_link import KafkaLink
@@ -89,10 +90,11 @@ class StreamingRuntime:
         self.read = RedisReadModel(self.redis, namespace, partitions, self.rules)
         self.feeds = RedisFeeds(self.redis, self.long_polls, namespace, partitions, self.rules)
         self.ingest = KafkaIngest(self.kafka, names, partitions)
+        self.hold_replies = HoldReplies(self.long_polls, namespace)
         self.holds = KafkaHolds(
             self.kafka,
             self.redis,
-            self.long_polls,
+            self.hold_replies,
             names,
             partitions,
             self.rules,
@@ -104,6 +106,7 @@ class StreamingRuntime:
     @asynccontextmanager
     async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
         self._connecting = asyncio.create_task(self._connect(), name="connect-kafka")
+        self.hold_replies.start()
         try:
             yield
         finally:
@@ -115,6 +118,7 @@ class StreamingRuntime:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.hold_replies.stop()
         await self.rules.stop()
         await self.kafka.close()
         await self.redis.aclose()
