@@ -13,6 +13,7 @@ from availability import ApiKey
 from .auth import Authorizer
 from .deps import Services
 from .errors import install_error_handlers
+from .fast_reads import FastReads
 from .metrics import ApiMetrics, RequestTimer
 from .openapi import install_openapi
 from .ports import Feeds, Health, Holds, Ingest, ReadModel, RulesAdmin
@@ -54,15 +55,24 @@ def create_app(
         version=VERSION,
         description="What can be sold, per SKU, per location, per channel, right now.",
         lifespan=lifespan or no_lifespan,
+        # The service's metrics are Prometheus's (api/metrics.py) and it ships no
+        # OpenTelemetry SDK, so FastAPI's OpenTelemetry bridge has nowhere to report; left
+        # on, it looked for a configured provider on every request, a fifth of what a
+        # cached read cost in the app (profiled).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
-    for router in (reads_router, events_router, rules_router, health_router):
+    reads = reads_router(services)
+    app.include_router(reads)
+    for router in (events_router, rules_router, health_router):
         app.include_router(router(services))
     if feeds is not None:
         app.include_router(feeds_router(services, feeds))
     if holds is not None:
         app.include_router(holds_router(services, holds))
     install_openapi(app)
+    # The last added is the outermost: RequestTimer times the fast path's answers too.
+    app.add_middleware(FastReads, services=services, routes=reads.routes)
     app.add_middleware(RequestTimer, metrics=metrics)
     app.state.services = services
     return app

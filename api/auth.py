@@ -62,16 +62,23 @@ class Authorizer:
                 found = scopes
         return found
 
+    def check(self, scope: str, header: str | None) -> None:
+        """Refuse (ApiError 401 or 403) unless the Authorization `header` holds a key with
+        `scope`, or `admin`; with no keys configured everyone may."""
+        if not self._keys:
+            return
+        scopes = self.scopes_for(header)
+        if scopes is None:
+            raise ApiError(
+                401, "unauthorized", "a valid API key is required: Authorization: Bearer <key>"
+            )
+        if scope not in scopes and "admin" not in scopes:
+            raise ApiError(403, "forbidden", f"this key lacks the {scope!r} scope")
+
     def require(self, scope: str) -> Callable[[Request], Coroutine[Any, Any, None]]:
+        """`check` as a FastAPI dependency."""
+
         async def dependency(request: Request) -> None:
-            if not self._keys:
-                return
-            scopes = self.scopes_for(request.headers.get("authorization"))
-            if scopes is None:
-                raise ApiError(
-                    401, "unauthorized", "a valid API key is required: Authorization: Bearer <key>"
-                )
-            if scope not in scopes and "admin" not in scopes:
-                raise ApiError(403, "forbidden", f"this key lacks the {scope!r} scope")
+            self.check(scope, request.headers.get("authorization"))
 
         return dependency

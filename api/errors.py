@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from fastapi import FastAPI, Request
@@ -71,35 +71,40 @@ _STATUS_CODES = {
 }
 
 
+_RETRY: Final = {"Retry-After": "1"}
+# The domain's refusals: status, code and headers. The message is the exception's own.
+_DOMAIN_REFUSALS: Final[dict[type[Exception], tuple[int, str, Mapping[str, str] | None]]] = {
+    UnknownChannel: (404, "unknown_channel", None),
+    InvalidRules: (422, "invalid_rules", None),
+    NotReady: (503, "not_ready", _RETRY),
+    NoFeed: (404, "no_feed", None),
+    CursorExpired: (410, "cursor_expired", None),
+    InvalidCursor: (422, "invalid_cursor", None),
+    UnknownHold: (404, "unknown_hold", None),
+    HoldsUnavailable: (503, "holds_unavailable", _RETRY),
+}
+
+
+def refusal_response(exc: Exception) -> Response | None:
+    """The answer to an ApiError or a domain refusal; None for any other exception (a bug,
+    answered 500 by the `unexpected` handler). FastAPI's exception handlers and the reads'
+    fast path (`fast_reads.py`, which runs outside FastAPI's handlers) both answer with it."""
+    if isinstance(exc, ApiError):
+        challenge = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return error_response(exc.status, exc.code, exc.message, exc.details, challenge)
+    for kind in type(exc).__mro__:  # the nearest class with an answer, as Starlette picks
+        known = _DOMAIN_REFUSALS.get(kind)
+        if known is not None:
+            status, code, headers = known
+            return error_response(status, code, str(exc), headers=headers)
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    async def api_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return error_response(exc.status, exc.code, exc.message, exc.details, headers)
-
-    async def unknown_channel(_: Request, exc: Exception) -> Response:
-        return error_response(404, "unknown_channel", str(exc))
-
-    async def invalid_rules(_: Request, exc: Exception) -> Response:
-        return error_response(422, "invalid_rules", str(exc))
-
-    async def not_ready(_: Request, exc: Exception) -> Response:
-        return error_response(503, "not_ready", str(exc), headers={"Retry-After": "1"})
-
-    async def no_feed(_: Request, exc: Exception) -> Response:
-        return error_response(404, "no_feed", str(exc))
-
-    async def cursor_expired(_: Request, exc: Exception) -> Response:
-        return error_response(410, "cursor_expired", str(exc))
-
-    async def invalid_cursor(_: Request, exc: Exception) -> Response:
-        return error_response(422, "invalid_cursor", str(exc))
-
-    async def unknown_hold(_: Request, exc: Exception) -> Response:
-        return error_response(404, "unknown_hold", str(exc))
-
-    async def holds_unavailable(_: Request, exc: Exception) -> Response:
-        return error_response(503, "holds_unavailable", str(exc), headers={"Retry-After": "1"})
+    async def refusal(_: Request, exc: Exception) -> Response:
+        response = refusal_response(exc)
+        assert response is not None  # registered only for the kinds it answers
+        return response
 
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -118,15 +123,9 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("unexpected error", exc_info=exc)
         return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
 
-    app.add_exception_handler(ApiError, api_error)
-    app.add_exception_handler(UnknownChannel, unknown_channel)
-    app.add_exception_handler(InvalidRules, invalid_rules)
-    app.add_exception_handler(NotReady, not_ready)
-    app.add_exception_handler(NoFeed, no_feed)
-    app.add_exception_handler(CursorExpired, cursor_expired)
-    app.add_exception_handler(InvalidCursor, invalid_cursor)
-    app.add_exception_handler(UnknownHold, unknown_hold)
-    app.add_exception_handler(HoldsUnavailable, holds_unavailable)
+    refused: list[type[Exception]] = [ApiError, *_DOMAIN_REFUSALS]
+    for kind in refused:
+        app.add_exception_handler(kind, refusal)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, request_invalid)
     app.add_exception_handler(Exception, unexpected)

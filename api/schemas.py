@@ -21,6 +21,14 @@ class BatchQuestion(Struct, frozen=True, forbid_unknown_fields=True):
     location: LocationId | None = None
 
 
+class UncheckedBatchQuestion(Struct, frozen=True, forbid_unknown_fields=True):
+    """BatchQuestion but for the id patterns, which `reads.decode_question` checks apart."""
+
+    channel: str
+    skus: Annotated[list[str], Meta(min_length=1, max_length=MAX_BATCH_SKUS)]
+    location: str | None = None
+
+
 class AvailabilityBatch(Struct, frozen=True):
     """The batch answer as documented (OpenAPI)."""
 

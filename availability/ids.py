@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from msgspec import Meta
 
+_SKU = r"[A-Za-z0-9._:-]{1,64}"
 # Python's `$` also matches just before a final newline, which would let "SKU-1\n" through;
 # `$(?!\n)` refuses it and, unlike `\Z`, means the same in the ECMAScript regexes of JSON
 # Schema and OpenAPI.
-SKU_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$(?!\n)"
+SKU_PATTERN = rf"^{_SKU}$(?!\n)"
 CHANNEL_PATTERN = r"^[a-z0-9_-]{1,32}$(?!\n)"
 # "Printable": no C0/C1 control characters, no DEL.
 DOCUMENT_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]{1,128}$(?!\n)"
@@ -33,12 +35,21 @@ DocumentId = Annotated[
 LocationType = Literal["store", "dc", "dropship"]
 
 _SKU_RE = re.compile(SKU_PATTERN)
+_SKUS_RE = re.compile(rf"{_SKU}(?:\n{_SKU})*")  # SKUs joined by newlines (are_skus)
 _CHANNEL_RE = re.compile(CHANNEL_PATTERN)
 _DOCUMENT_ID_RE = re.compile(DOCUMENT_ID_PATTERN)
 
 
 def is_sku(value: str) -> bool:
     return _SKU_RE.match(value) is not None
+
+
+def are_skus(values: Sequence[str]) -> bool:
+    """Whether every value is a SKU, checked at once: one regex over the values joined is
+    several times faster than one match a value (a batch question's hundreds). A value
+    holding the newline that joins them would read as two: the count refuses it."""
+    joined = "\n".join(values)
+    return joined.count("\n") == len(values) - 1 and _SKUS_RE.fullmatch(joined) is not None
 
 
 def is_location(value: str) -> bool:

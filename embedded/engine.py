@@ -21,10 +21,12 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Final, TypeAlias
+
+import msgspec
+from msgspec import Raw
 
 from availability import (
-    Availability,
     Event,
     Positions,
     Rules,
@@ -67,6 +69,10 @@ HOLD_MEMORY_US: Final = 24 * 3600 * MICROS_PER_SECOND
 HOLD_SWEEP_US: Final = 3600 * MICROS_PER_SECOND  # how often the ended holds are looked over
 EXPIRY_IDLE_S: Final = 1.0  # with no hold due sooner, how long the expiry task sleeps
 
+_encoder: Final = msgspec.json.Encoder()
+# An answer as JSON, with the SKU version and the rules it was computed from.
+_KnownAnswer: TypeAlias = tuple[int, CompiledRules, Raw]
+
 
 def wall_clock_micros() -> int:
     return time.time_ns() // 1000
@@ -83,11 +89,13 @@ class EmbeddedEngine:
         self._seq = 0  # the last log entry applied
         self._last_checkpoint = time.monotonic()
         self._rules = CompiledRules(Rules())
-        # Answers already computed, by question, with the SKU version and rules they were
-        # computed from: storefronts ask for the same hot SKUs again and again.
-        self._answers: dict[
-            tuple[str, str, str | None], tuple[int, CompiledRules, Availability]
-        ] = {}
+        # Answers already computed, by (channel, location) then SKU, with the SKU version and
+        # rules they were computed from: storefronts ask for the same hot SKUs again and
+        # again. Profiled, a 100-SKU batch was mostly encoding answers and looking them up:
+        # they are kept as JSON, sent as it is (ports.AvailabilityAnswer), and a batch asks
+        # one channel and location, so its SKUs are found by SKU alone.
+        self._answers: dict[tuple[str, str | None], dict[str, _KnownAnswer]] = {}
+        self._answers_count = 0
         self._oversold = 0
         self._expiries: list[tuple[int, str]] = []  # (expires_at, hold_id) of live holds
         self._expiry_changed = asyncio.Event()
@@ -190,26 +198,32 @@ class EmbeddedEngine:
             raise UnknownChannel(f"channel {name!r} is not in the rules")
         return compiled
 
-    def _answer(self, sku: str, channel: CompiledChannel, location: str | None) -> Availability:
-        state, rules = self._read(sku), self._rules
-        question = (sku, channel.name, location)
-        known = self._answers.get(question)
-        if known is not None and known[0] == state.version and known[1] is rules:
-            return known[2]
-        answer = availability(state, rules, channel, location)
-        if len(self._answers) >= 2 * self._settings.cache_skus:
-            self._answers.clear()
-        self._answers[question] = (state.version, rules, answer)
+    async def availability(self, sku: str, channel: str, location: str | None) -> Raw:
+        [answer] = await self.availability_batch([sku], channel, location)
         return answer
-
-    async def availability(self, sku: str, channel: str, location: str | None) -> Availability:
-        return self._answer(sku, self._channel(channel), location)
 
     async def availability_batch(
         self, skus: Sequence[str], channel: str, location: str | None
-    ) -> list[Availability]:
-        compiled = self._channel(channel)
-        return [self._answer(sku, compiled, location) for sku in skus]
+    ) -> list[Raw]:
+        compiled, rules = self._channel(channel), self._rules
+        if self._answers_count >= 2 * self._settings.cache_skus:
+            self._answers.clear()
+            self._answers_count = 0
+        known = self._answers.setdefault((channel, location), {})
+        answers = []
+        for sku in skus:
+            # As `_read`, but a cached state keeps its place in the LRU order: in the same
+            # profile, moving it cost more than the rest of the read. A SKU read but not
+            # written leaves the cache after `cache_skus` others; a store read brings it back.
+            state = self._dirty.get(sku) or self._cache.get(sku) or self._read(sku)
+            answer = known.get(sku)
+            if answer is None or answer[0] != state.version or answer[1] is not rules:
+                if answer is None:
+                    self._answers_count += 1
+                encoded = Raw(_encoder.encode(availability(state, rules, compiled, location)))
+                answer = known[sku] = (state.version, rules, encoded)
+            answers.append(answer[2])
+        return answers
 
     async def positions(self, sku: str) -> Positions:
         return positions(self._read(sku), self._rules)

@@ -38,12 +38,12 @@ from .bench_streaming import (
     stack_env,
     start_worker,
 )
+from .paced import Request, fixed_rate
 from .stack import HOST, free_port, process, run_wrk
 
 SKUS = 2_000
 STOCK = 100_000  # units per SKU: no hold is ever short, so every one is a full decision
 CONCURRENCY = 64
-PACED_CONNECTIONS = 64  # more than a paced run ever has in flight at once
 SECONDS = 15
 
 
@@ -102,65 +102,15 @@ def wrk_scripts(folder: Path) -> tuple[Path, Path]:
     return reads, holds
 
 
-class RawConnection:
-    """One keep-alive HTTP/1.1 connection with nothing in between: an httpx client spends
-    more per request than the hold it measures, and at a few hundred requests a second its
-    own queueing shows up in the latencies."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, port: int) -> RawConnection:
-        return cls(*await asyncio.open_connection(HOST, port))
-
-    async def post(self, path: str, body: bytes) -> int:
-        self.writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = next(
-            int(line.split(b":", 1)[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        )
-        await self.reader.readexactly(length)
-        return status
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-async def fixed_rate(port: int, rate: int, seconds: float) -> list[float]:
-    """Holds sent at `rate` per second whatever the answers do (open loop, on a pool of
-    keep-alive connections); each one's latency from its scheduled send to its answer."""
+async def paced_holds(port: int, rate: int, seconds: float) -> list[float]:
+    """Holds sent at `rate` per second whatever the answers do; each placed one's latency
+    from its scheduled send to its answer."""
     rnd = random.Random(5)
-    idle: asyncio.Queue[RawConnection] = asyncio.Queue()
-    for _ in range(PACED_CONNECTIONS):
-        idle.put_nowait(await RawConnection.open(port))
-    lags: list[float] = []
 
-    async def one(due: float, body: bytes) -> None:
-        connection = await idle.get()
-        try:
-            if await connection.post("/v1/holds", body) == 201:
-                lags.append((time.perf_counter() - due) * 1000)
-        finally:
-            idle.put_nowait(connection)
+    def next_hold() -> Request:
+        return ("POST", "/v1/holds", json.dumps(hold_body(rnd)).encode())
 
-    tasks = []
-    started = time.perf_counter()
-    for n in range(int(rate * seconds)):
-        due = started + n / rate
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        tasks.append(asyncio.create_task(one(due, json.dumps(hold_body(rnd)).encode())))
-    await asyncio.gather(*tasks)
-    while not idle.empty():
-        idle.get_nowait().close()
-    return lags
+    return await fixed_rate(port, rate, seconds, next_hold, 201)
 
 
 @dataclass(frozen=True)
@@ -196,7 +146,7 @@ def hold_latency_by_rate(rates: Sequence[int], seconds: int) -> list[tuple[int, 
     found = []
     with holds_stack() as stack:
         for rate in sorted(rates):
-            lags = asyncio.run(fixed_rate(stack.port, rate, seconds))
+            lags = asyncio.run(paced_holds(stack.port, rate, seconds))
             found.append((rate, percentile(lags, 0.5), percentile(lags, 0.99)))
     return found
 
@@ -207,7 +157,7 @@ def bench_holds(seconds: int = SECONDS, rate: int = 200) -> list[tuple[str, str,
         reads = run_wrk(stack.url, seconds, CONCURRENCY, read_script)
         # Paced first: the backlog a saturating run leaves behind (changelog and read model
         # writes) would otherwise be in the paced latencies.
-        paced = asyncio.run(fixed_rate(stack.port, rate, seconds))
+        paced = asyncio.run(paced_holds(stack.port, rate, seconds))
         holds = run_wrk(stack.url, seconds, CONCURRENCY, hold_script)
     return [
         (

@@ -128,6 +128,36 @@ def test_a_hold_key_may_neither_write_nor_read(keyed: Server, route: str) -> Non
         error_of(call(client, route), 403, "forbidden")
 
 
+@pytest.mark.parametrize(
+    ("key", "method", "path", "body", "status", "code"),
+    [
+        (None, "GET", "/v1/availability/SKU-1", None, 401, "unauthorized"),
+        (None, "POST", "/v1/availability/batch", b"{not json", 401, "unauthorized"),
+        ("h1", "GET", "/v1/availability/SKU 1", None, 403, "forbidden"),
+        ("h1", "POST", "/v1/availability/batch", b"{not json", 403, "forbidden"),
+        ("r1", "GET", "/v1/availability/SKU-1", None, 422, "invalid_request"),
+        ("r1", "POST", "/v1/availability/batch", b"{not json", 400, "malformed_json"),
+    ],
+    ids=["none-get", "none-batch", "hold-get", "hold-batch", "read-get", "read-batch"],
+)
+def test_a_read_judges_the_key_before_the_question(
+    keyed: Server,
+    key: str | None,
+    method: str,
+    path: str,
+    body: bytes | None,
+    status: int,
+    code: str,
+) -> None:
+    """Each question here is bad (no channel, a bad SKU, no JSON): only a read key gets
+    as far as hearing so."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    with httpx.Client(base_url=keyed.url, headers=headers) as client:
+        response = client.request(method, path, content=body)
+
+    error_of(response, status, code)
+
+
 def test_a_refused_write_applies_nothing(keyed: Server) -> None:
     sku = unique_sku()
     with keyed.client("r1") as reader:

@@ -234,3 +234,87 @@ def test_batch_with_malformed_json_is_400(client: httpx.Client) -> None:
     response = client.post("/v1/availability/batch", content=b'{"channel": "web", "skus": [')
 
     error_of(response, 400, "malformed_json")
+
+
+# -- The two reads are answered in front of FastAPI (api/fast_reads.py), or handed to it: --
+# -- where it decides or hands over, the answers are FastAPI's. ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [("channel=nosuch&channel=web", 200), ("channel=web&channel=nosuch", 404)],
+    ids=["last-is-known", "last-is-unknown"],
+)
+def test_a_repeated_query_parameter_counts_its_last_value(
+    client: httpx.Client, sku: str, query: str, status: int
+) -> None:
+    assert client.get(f"/v1/availability/{sku}?{query}").status_code == status
+
+
+def test_unknown_query_parameters_are_ignored(client: httpx.Client, sku: str) -> None:
+    response = client.get(f"/v1/availability/{sku}?channel=web&colour=red")
+
+    assert response.status_code == 200
+    assert response.json()["sku"] == sku
+
+
+def test_a_blank_location_is_a_bad_location(client: httpx.Client, sku: str) -> None:
+    error = error_of(
+        client.get(f"/v1/availability/{sku}?channel=web&location="), 422, "invalid_request"
+    )
+
+    assert [detail["field"] for detail in error["details"]] == ["location"]
+
+
+def test_a_missing_channel_is_named_like_any_missing_parameter(
+    client: httpx.Client, sku: str
+) -> None:
+    error = error_of(client.get(f"/v1/availability/{sku}"), 422, "invalid_request")
+
+    assert error["details"] == [{"field": "channel", "message": "Field required"}]
+
+
+@pytest.mark.parametrize(
+    ("path", "sku"),
+    [("/v1/availability/SKU%2D1", "SKU-1"), ("/v1/availability/batch", "batch")],
+    ids=["percent-encoded", "named-batch"],
+)
+def test_the_sku_is_the_decoded_path_segment(client: httpx.Client, path: str, sku: str) -> None:
+    response = client.get(path, params={"channel": "web"})
+
+    assert response.status_code == 200
+    assert response.json()["sku"] == sku
+
+
+def test_a_sku_ending_in_an_encoded_newline_is_422(client: httpx.Client) -> None:
+    error = error_of(client.get("/v1/availability/SKU-1%0A?channel=web"), 422, "invalid_request")
+
+    assert [detail["field"] for detail in error["details"]] == ["sku"]
+
+
+def test_a_trailing_slash_is_redirected_without_it(client: httpx.Client, sku: str) -> None:
+    response = client.get(f"/v1/availability/{sku}/?channel=web")
+
+    assert response.status_code == 307
+    assert response.headers["location"].endswith(f"/v1/availability/{sku}?channel=web")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("HEAD", "/v1/availability/SKU-1?channel=web"),
+        ("POST", "/v1/availability/SKU-1?channel=web"),
+        ("PUT", "/v1/availability/batch"),
+        ("GET", "/v1/availability/"),
+    ],
+    ids=["head-one", "post-one", "put-batch", "no-sku"],
+)
+def test_other_requests_on_the_read_paths_are_answered_as_ever(
+    client: httpx.Client, method: str, path: str
+) -> None:
+    response = client.request(method, path)
+
+    expected = 404 if path.endswith("/") else 405
+    assert response.status_code == expected
+    if method != "HEAD":  # a HEAD answer has no body
+        error_of(response, expected, "not_found" if expected == 404 else "method_not_allowed")

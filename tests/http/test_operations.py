@@ -136,6 +136,9 @@ def test_request_durations_are_labelled_by_route_template(client: httpx.Client) 
 
     client.get(f"/v1/availability/{sku}", params={"channel": "web"})
     client.get(f"/v1/availability/{sku}", params={"channel": "nosuch"})
+    client.get(f"/v1/availability/{sku}")  # no channel: FastAPI's own answer, not the fast path's
+    client.post("/v1/availability/batch", json={"channel": "web", "skus": [sku]})
+    client.post("/v1/availability/batch", content=b"{not json")
     client.get(f"/v1/positions/{sku}")
     client.get(f"/no/such/{sku}")
 
@@ -147,6 +150,9 @@ def test_request_durations_are_labelled_by_route_template(client: httpx.Client) 
     template = "/v1/availability/{sku}"
     assert moved(route=template, method="GET", status="200") == 1
     assert moved(route=template, method="GET", status="404") == 1
+    assert moved(route=template, method="GET", status="422") == 1
+    assert moved(route="/v1/availability/batch", method="POST", status="200") == 1
+    assert moved(route="/v1/availability/batch", method="POST", status="400") == 1
     assert moved(route="/v1/positions/{sku}", method="GET", status="200") == 1
     assert moved(route="unmatched", status="404") == 1
     routes = {labels["route"] for labels, _ in after[name]}

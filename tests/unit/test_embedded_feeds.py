@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from availability import Event, Rules, Settings, rules_from_object
+from availability import Availability, Event, Rules, Settings, rules_from_object
 from availability.errors import CursorExpired, InvalidCursor, NoFeed, UnknownChannel
 from availability.feeds import FeedItem
 from embedded import EmbeddedEngine
@@ -120,7 +120,8 @@ async def follow(engine: EmbeddedEngine, channel: str, cursor: str | None) -> li
 
 async def current(engine: EmbeddedEngine, channel: str, skus: list[str]) -> dict[str, int]:
     answers = await engine.availability_batch(skus, channel, None)
-    return {answer.sku: answer.sellable for answer in answers}
+    decoded = [msgspec.json.decode(answer, type=Availability) for answer in answers]
+    return {answer.sku: answer.sellable for answer in decoded}
 
 
 def last_word(items: list[FeedItem]) -> dict[str, int]:

@@ -3,8 +3,10 @@ across a crash, and how long a hold id is remembered for a repeated request."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
+from availability import Availability
 from availability.errors import UnknownHold
 from availability.holds import HoldLineRequest, HoldRequest, HoldStatus
 from embedded import EmbeddedEngine
@@ -17,7 +19,8 @@ SECOND = 1_000_000
 
 
 async def web_sellable(engine: EmbeddedEngine, sku: str) -> int:
-    return (await engine.availability(sku, "web", None)).sellable
+    answer = await engine.availability(sku, "web", None)  # the answer's JSON, as the API sends it
+    return msgspec.json.decode(answer, type=Availability).sellable
 
 
 def hold(sku: str, qty: int, ttl_s: int = 60, hold_id: str | None = None) -> HoldRequest:
