@@ -6,7 +6,7 @@ Writes `<out>/report.md` (every figure beside its ceiling measured in the same r
 ratio; the recovery of 1,000,000 positions too) and three plots: hold latency against
 load, stream events/s against workers, and the fan-out's convergence after a burst.
 Needs Kafka and Redis on 127.0.0.1 (scripts/services.sh) and wrk (installed with apt when
-missing). About 18 minutes; `--quick` runs smaller workloads (about 8) for a look, not for
+missing). About 11 minutes; `--quick` runs smaller workloads (about 6) for a look, not for
 the record.
 """
 

@@ -174,7 +174,7 @@ class KafkaHolds:
             partition: CommitHold("", hold_id, record.order_id, record.channel, skus_of(lines))
             for partition, lines in self._by_partition(record.lines).items()
         }
-        replies = await self._ask(commands, hold_id, record.skus())
+        replies = await self._ask(commands, hold_id, record.skus(), committing=True)
         if not any(reply.done for reply in replies.values()):
             # The writers expired it between our look at its time and the commit.
             record.status = HoldStatus.EXPIRED
@@ -198,10 +198,17 @@ class KafkaHolds:
     # -- asking the writers -----------------------------------------------------------------
 
     async def _ask(
-        self, commands: Mapping[int, HoldCommand], hold_id: str, skus: Sequence[str]
+        self,
+        commands: Mapping[int, HoldCommand],
+        hold_id: str,
+        skus: Sequence[str],
+        *,
+        committing: bool = False,
     ) -> dict[int, HoldReply]:
         """Send one command per partition and wait for every reply; on timeout release the
-        hold everywhere (no hold is left behind) and raise HoldsUnavailable."""
+        hold everywhere (no hold is left behind) and raise HoldsUnavailable. A commit that
+        times out is not undone: the writers may have applied it, and committing again
+        answers as the first time."""
         request_id = uuid.uuid4().hex
         stamped = {
             p: msgspec.structs.replace(c, request_id=request_id) for p, c in commands.items()
@@ -212,11 +219,14 @@ class KafkaHolds:
                 await asyncio.wait_for(waiter.complete.wait(), self._timeout_s)
         replies = waiter.replies
         if len(replies) < len(commands):
+            missing = f"no decision from {len(commands) - len(replies)} partition(s) within"
+            if committing:
+                raise HoldsUnavailable(
+                    f"{missing} {self._timeout_s:g} s; the commit may have been applied:"
+                    " commit again (a repeated commit answers as the first)"
+                )
             await self._send(self._releases(hold_id, skus))
-            raise HoldsUnavailable(
-                f"no decision from {len(commands) - len(replies)} partition(s) within"
-                f" {self._timeout_s:g} s; {_NOT_HELD}"
-            )
+            raise HoldsUnavailable(f"{missing} {self._timeout_s:g} s; {_NOT_HELD}")
         return replies
 
     async def _send(self, commands: Mapping[int, HoldCommand]) -> None:

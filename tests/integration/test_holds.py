@@ -164,3 +164,21 @@ def test_holds_in_flight_when_the_worker_dies_end_whole_or_absent_and_still_expi
         converge(http, {left: 100 - granted, right: 100 - granted}, within_s=40)
         converge(http, {left: 100, right: 100}, within_s=90)  # and they expire on time
     assert "last stop was not clean" in worker.log_tail(200_000)
+
+
+def test_a_commit_without_a_decision_in_time_is_not_undone_and_commits_again_as_the_first(
+    api: ApiServer, worker: WorkerProcess
+) -> None:
+    sku = sku_in_partition(2, 4)
+    with api.client() as http:
+        stock(http, **{sku: 10})
+        placed = http.post("/v1/holds", json=hold_body(line(sku, 3)) | {"hold_id": "cart-late"})
+        assert placed.status_code == 201, placed.text
+        with worker.paused():  # longer than the API's 5 s wait, shorter than the session
+            late = http.post("/v1/holds/cart-late/commit", json={"order_id": "WEB-LATE"})
+        assert late.status_code == 503, late.text
+        assert "commit again" in late.json()["error"]["message"]
+        again = http.post("/v1/holds/cart-late/commit", json={"order_id": "WEB-LATE"})
+        assert again.status_code == 200, again.text
+        assert again.json()["lines"] == [{"sku": sku, "qty": 3, "location": "DC1"}]
+        converge(http, {sku: 7})  # the order reserves the units: nothing was given back
