@@ -2,9 +2,10 @@
 
     python -m loadtests.report [--out bench-results] [--quick]
 
-Writes `<out>/report.md` (every figure beside its ceiling measured in the same run, as a
-ratio; the recovery of 1,000,000 positions too) and three plots: hold latency against
-load, stream events/s against workers, and the fan-out's convergence after a burst.
+Writes `<out>/report.md`: the targets judged (loadtests/targets.py), then every figure
+beside its ceiling measured in the same run, as a ratio (the recovery of 1,000,000
+positions too), and three plots: hold latency against load, stream events/s against
+workers, and the fan-out's convergence after a burst.
 Needs Kafka and Redis on 127.0.0.1 (scripts/services.sh) and wrk (installed with apt when
 missing). About 11 minutes; `--quick` runs smaller workloads (about 6) for a look, not for
 the record.
@@ -31,6 +32,7 @@ from .bench_holds import bench_holds, hold_latency_by_rate
 from .bench_recovery import Options as RecoveryOptions
 from .bench_recovery import bench_recovery
 from .bench_streaming import bench_streaming, events_per_second_by_workers
+from .targets import judge_targets
 
 Rows = list[tuple[str, str, str]]
 
@@ -114,8 +116,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     quick = args.quick
     sections: list[str] = []
+    measured: Rows = []
 
     def section(title: str, rows: Rows) -> None:
+        measured.extend(rows)
         sections.append(table(title, rows))
         print(sections[-1], flush=True)
 
@@ -171,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "Figures of a shared, noisy 2-core machine: compare ratios within this run, not"
         " figures across runs.\n"
     )
+    sections.insert(0, table("Targets", judge_targets(measured)))
     (out / "report.md").write_text(header + "\n" + "\n".join(sections))
     print(f"report: {out / 'report.md'}")
 

@@ -1,0 +1,145 @@
+"""The performance targets of issues 3, 5 and 7, judged against a report's rows: met, or
+missed by how much and what bounds it (from the profiles in the README's Performance)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+Rows = Sequence[tuple[str, str, str]]
+
+_STREAM_BOUND = (
+    "the worker process is CPU-bound at 340 to 450 µs an event: faust's per-message path "
+    "(a faust agent that only counts is the 'faust agent alone' row), then per changed SKU "
+    "the table write and its changelog record, the core, and the Redis write of its answers"
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    row: str  # the start of the row's label
+    column: int  # 1: the measured value, 2: the note beside it
+    pattern: str  # the figure's number, as the first group
+    goal: float
+    at_least: bool  # True: the figure must reach goal; False: stay under it
+    unit: str
+    bound: str  # what bounds the figure where it misses
+
+    def judge(self, rows: Rows) -> tuple[str, str, str] | None:
+        row = next((r for r in rows if r[0].startswith(self.row)), None)
+        found = re.search(self.pattern, row[self.column]) if row else None
+        if found is None:
+            return None  # not measured in this run (a part left out)
+        figure = float(found.group(1).replace(",", ""))
+        met = figure >= self.goal if self.at_least else figure <= self.goal
+        relation = "≥" if self.at_least else "≤"
+        if met:
+            verdict = "met"
+        else:
+            factor = self.goal / figure if self.at_least else figure / self.goal
+            verdict = f"**missed by {factor:.1f}x**: {self.bound}"
+        return (
+            self.name,
+            f"{figure:,.1f} {self.unit}".replace(".0 ", " "),
+            f"target {relation} {self.goal:,.0f} {self.unit}: {verdict}",
+        )
+
+
+TARGETS = (
+    Target(
+        "single-SKU read, share of a bare ASGI endpoint",
+        "single-SKU GET req/s",
+        2,
+        r"(\d+(?:\.\d+)?)% of bare ASGI",
+        40,
+        True,
+        "%",
+        "uvicorn's HTTP handling and the socket, which the bare endpoint pays too",
+    ),
+    Target(
+        "single-SKU read p99 at 20% of the bare endpoint's rate",
+        "single-SKU GET latency",
+        1,
+        r"p99 ([\d.,]+) ms",
+        5,
+        False,
+        "ms",
+        "the machine: the bare endpoint's own p99 at that rate is beside it",
+    ),
+    Target(
+        "100-SKU batch reads",
+        "100-SKU batch req/s",
+        1,
+        r"([\d,]+)",
+        3_000,
+        True,
+        "req/s",
+        "looking 100 answers up and sending 45 kB",
+    ),
+    Target(
+        "stream events/s, one worker",
+        "stream events/s",
+        1,
+        r"([\d,]+)",
+        20_000,
+        True,
+        "events/s",
+        _STREAM_BOUND,
+    ),
+    Target(
+        "stream share of the raw aiokafka consume rate",
+        "stream events/s",
+        2,
+        r"([\d.]+)% of raw aiokafka",
+        10,
+        True,
+        "%",
+        _STREAM_BOUND,
+    ),
+    Target(
+        "event-to-visible p99 at 5,000 events/s",
+        "event-to-visible latency at 5,000",
+        2,
+        r"p99 ([\d.,]+) ms",
+        100,
+        False,
+        "ms",
+        "5,000 events/s is above one worker's rate, so events queue: the stream's bound",
+    ),
+    Target(
+        "holds/s, 64 storefronts",
+        "holds/s",
+        1,
+        r"([\d,]+)",
+        1_000,
+        True,
+        "holds/s",
+        "the API process's CPU, then two Kafka round trips a hold",
+    ),
+    Target(
+        "hold p99 at 200 holds/s",
+        "hold latency at 200",
+        2,
+        r"p99 ([\d.,]+) ms",
+        50,
+        False,
+        "ms",
+        "five hops over three processes on two cores: any of them descheduled shows",
+    ),
+    Target(
+        "restore of 1,000,000 positions",
+        "worker start -> 'Recovery complete'",
+        1,
+        r"([\d.]+) s",
+        60,
+        False,
+        "s",
+        "faust's per-record restore path, about 130 µs of CPU a record",
+    ),
+)
+
+
+def judge_targets(rows: Rows) -> list[tuple[str, str, str]]:
+    return [judged for target in TARGETS if (judged := target.judge(rows)) is not None]
