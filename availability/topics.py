@@ -59,6 +59,15 @@ class Names(Struct, frozen=True):
         return f"{self.prefix}av"
 
 
+# The worker's table of SKU records, and faust's name for its changelog topic: what the
+# worker writes, and what the operator commands and the recovery benchmark read.
+STATE_TABLE: Final = "sku-state"
+
+
+def state_changelog_topic(app_id: str) -> str:
+    return f"{app_id}-{STATE_TABLE}-changelog"
+
+
 _MURMUR_SEED: Final = 0x9747B28C
 _MURMUR_M: Final = 0x5BD1E995
 _MASK32: Final = 0xFFFFFFFF

@@ -44,7 +44,7 @@ from api.streaming.topics_admin import ensure_topics
 from availability import SkuState, decode_rules, decode_state, encode_state
 from availability.published import ready_key
 from availability.state import OrderDoc, Position, TransferDoc
-from availability.topics import Names, partition_for
+from availability.topics import STATE_TABLE, Names, partition_for, state_changelog_topic
 from streams.processor import RULES_KEY, PartitionRules
 
 from .stack import free_port
@@ -70,11 +70,6 @@ MARKS: Final = {
     "read": "Done reading from changelog topics",
     "recovered": "Recovery complete",
 }
-
-
-def changelog_topic(app_id: str) -> str:
-    """The changelog faust keeps for the worker's table (`streams/app.py`)."""
-    return f"{app_id}-sku-state-changelog"
 
 
 def sku_count(positions: int, per_sku: int) -> int:
@@ -170,7 +165,10 @@ async def create_topics(names: Names, app_id: str) -> None:
     await admin.start()
     try:
         topic = NewTopic(
-            changelog_topic(app_id), PARTITIONS, 1, topic_configs={"cleanup.policy": "compact"}
+            state_changelog_topic(app_id),
+            PARTITIONS,
+            1,
+            topic_configs={"cleanup.policy": "compact"},
         )
         await admin.create_topics([topic])
     finally:
@@ -181,7 +179,7 @@ async def create_topics(names: Names, app_id: str) -> None:
     await consumer.start()
     try:
         await consumer.end_offsets(
-            [TopicPartition(changelog_topic(app_id), p) for p in range(PARTITIONS)]
+            [TopicPartition(state_changelog_topic(app_id), p) for p in range(PARTITIONS)]
         )
     finally:
         await consumer.stop()
@@ -190,7 +188,7 @@ async def create_topics(names: Names, app_id: str) -> None:
 async def fill_changelog(names: Names, app_id: str, positions: int, per_sku: int) -> Fill:
     """The rules document on the rules topic, and every SKU record (plus each partition's
     rules record, as the worker keeps it) on the changelog, in batches of BATCH_BYTES."""
-    topic, fill = changelog_topic(app_id), Fill(positions=positions)
+    topic, fill = state_changelog_topic(app_id), Fill(positions=positions)
     producer = AIOKafkaProducer(
         bootstrap_servers=KAFKA, acks="all", linger_ms=20, max_batch_size=BATCH_BYTES
     )
@@ -332,7 +330,7 @@ async def count_skus(client: aioredis.Redis, names: Names) -> int:
 def table_contents(data_dir: Path) -> tuple[int, int]:
     """(SKU records, positions) in the worker's restored RocksDB, read once it has stopped."""
     records = positions = 0
-    for path in sorted(data_dir.rglob("sku-state-*.db")):
+    for path in sorted(data_dir.rglob(f"{STATE_TABLE}-*.db")):
         db = RocksDBOptions().open(path, read_only=True)
         try:
             for key, value in db.items():
@@ -410,7 +408,7 @@ async def bench_recovery_async(options: Options) -> list[tuple[str, str, str]]:
             phase = "filling the changelog"
             fill = await fill_changelog(names, app_id, options.positions, options.per_sku)
             phase = "reading the changelog with bare aiokafka (the ceilings)"
-            topic = changelog_topic(app_id)
+            topic = state_changelog_topic(app_id)
             bare = await read_rate(topic, fill.records)
             with tempfile.TemporaryDirectory(prefix="avail-bench-recovery-store-") as tmp:
                 ceilings = bare, await read_rate(topic, fill.records, Path(tmp))

@@ -26,7 +26,7 @@ from availability import Settings, SkuState, decode_state
 from availability.control import ExpireHolds, control_encoder
 from availability.memory import settle_garbage_collector
 from availability.timeutil import MICROS_PER_SECOND
-from availability.topics import Names, partition_for
+from availability.topics import STATE_TABLE, Names, partition_for
 
 from .durable import AfterDurable
 from .fanout import FeedPump
@@ -131,7 +131,7 @@ class Worker:
         # Serializers come from the app's raw defaults: records are msgpack made by the core.
         self.table = PartitionedTable(
             self.app.Table(
-                "sku-state", partitions=settings.partitions, key_type=bytes, value_type=bytes
+                STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes
             )
         )
         dlq = self.app.topic(self.names.dlq_topic, **raw)

@@ -23,14 +23,13 @@ from aiokafka.errors import KafkaError
 from availability import Settings, decode_state
 from availability.events import decode_message
 from availability.published import sku_key
-from availability.topics import Names, partition_for
+from availability.topics import Names, partition_for, state_changelog_topic
 
 from .history_view import Entry, History, render_json, render_text
 from .kafka_reading import ReadStalled, existing_partitions, read_to_end
 from .progress import Progress, described, fail, without_password
 
 COMMAND: Final = "sku-history"
-STATE_TABLE: Final = "sku-state"  # the worker's table (streams/app.py)
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class HistoryOptions:
 
 def changelog_topic(settings: Settings) -> str:
     """faust's name for the changelog topic of the worker's table."""
-    return f"{settings.app_id}-{STATE_TABLE}-changelog"
+    return state_changelog_topic(settings.app_id)
 
 
 async def show_sku_history(settings: Settings, options: HistoryOptions) -> int:

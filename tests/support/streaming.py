@@ -156,7 +156,7 @@ async def read_topic(topic: str, timeout_s: float = 10.0) -> list[Any]:
             TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or [])
         ]
         if not partitions:
-            await consumer.force_metadata_update()  # type: ignore[attr-defined]
+            await consumer.topics()  # fetches the metadata of every topic, this one too
             partitions = [
                 TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or [])
             ]
