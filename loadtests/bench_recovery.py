@@ -47,12 +47,10 @@ from availability.state import OrderDoc, Position, TransferDoc
 from availability.topics import STATE_TABLE, Names, partition_for, state_changelog_topic
 from streams.processor import RULES_KEY, PartitionRules
 
+from .bench_streaming import KAFKA, PARTITIONS, REDIS_URL, stack_env
 from .stack import free_port
 from .workload import LOCATIONS, RULES, sku_name
 
-KAFKA: Final = "127.0.0.1:9092"
-REDIS_URL: Final = "redis://127.0.0.1:6379/0"
-PARTITIONS: Final = 8
 TARGET_S: Final = 60.0  # issue 7
 DEFAULT_POSITIONS: Final = 1_000_000
 DEFAULT_TIMEOUT_S: Final = 300.0  # the whole run, fill included: then it stops and says so
@@ -266,11 +264,7 @@ def start_worker(
     """`availability worker` of the deployment (or `script worker`, a wrapper that tunes it),
     at info level: the recovery marks are info lines."""
     env = {
-        "AVAIL_KAFKA_BOOTSTRAP": KAFKA,
-        "AVAIL_REDIS_URL": REDIS_URL,
-        "AVAIL_TOPIC_PREFIX": tag,
-        "AVAIL_APP_ID": f"{tag}app",
-        "AVAIL_PARTITIONS": str(PARTITIONS),
+        **stack_env(tag),
         "AVAIL_LOG_LEVEL": "info",
         "AVAIL_DATA_DIR": str(data_dir),
         "AVAIL_METRICS_PORT": str(free_port()),

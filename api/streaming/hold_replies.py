@@ -24,6 +24,8 @@ from redis.exceptions import RedisError
 from availability.control import HoldReply, hold_reply_decoder
 from availability.published import reply_key
 
+from .tasks import cancel_and_wait
+
 log = logging.getLogger("availability.api.holds")
 
 POP_WAIT_S: Final = 1  # a blocking pop's wait: under the pool's socket timeout
@@ -58,10 +60,7 @@ class HoldReplies:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     @contextlib.contextmanager
     def expect(self, request_id: str, partitions: int) -> Iterator[ReplyWaiter]:

@@ -210,11 +210,8 @@ class KafkaHolds:
         times out is not undone: the writers may have applied it, and committing again
         answers as the first time."""
         request_id = uuid.uuid4().hex
-        stamped = {
-            p: msgspec.structs.replace(c, request_id=request_id) for p, c in commands.items()
-        }
         with self._replies.expect(request_id, len(commands)) as waiter:
-            await self._send(stamped)
+            await self._send(commands, request_id)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter.complete.wait(), self._timeout_s)
         replies = waiter.replies
@@ -229,13 +226,17 @@ class KafkaHolds:
             raise HoldsUnavailable(f"{missing} {self._timeout_s:g} s; {_NOT_HELD}")
         return replies
 
-    async def _send(self, commands: Mapping[int, HoldCommand]) -> None:
-        reply_to = self._replies.key  # a release sent alone is answered there too, unread
+    async def _send(self, commands: Mapping[int, HoldCommand], request_id: str = "") -> None:
+        """Send each command to its partition, its reply to come to this process's list (a
+        release sent alone, with no request_id, is answered there too, and dropped)."""
+        reply_to = self._replies.key
         records = [
             Record(
                 self._names.control_topic,
                 b"\x00hold",
-                control_encoder.encode(msgspec.structs.replace(c, reply_to=reply_to)),
+                control_encoder.encode(
+                    msgspec.structs.replace(c, request_id=request_id, reply_to=reply_to)
+                ),
                 p,
             )
             for p, c in commands.items()

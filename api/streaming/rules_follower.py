@@ -11,7 +11,6 @@ the one the rules topic holds last.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any, Final
 
@@ -24,6 +23,7 @@ from availability.rules import EMPTY_RULES
 from availability.topics import Names
 
 from .kafka_link import KafkaLink, Record
+from .tasks import cancel_and_wait
 
 log = logging.getLogger("availability.api.rules")
 
@@ -68,10 +68,7 @@ class RulesFollower:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()

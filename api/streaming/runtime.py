@@ -9,7 +9,6 @@ given at start): the process starts and serves /healthz whatever the state of Ka
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,6 +31,7 @@ from .kafka_link import KafkaLink
 from .redis_feeds import RedisFeeds
 from .redis_read_model import RedisReadModel
 from .rules_follower import RulesFollower
+from .tasks import cancel_and_wait
 from .topics_admin import ensure_topics
 
 log = logging.getLogger("availability.api.streaming")
@@ -114,10 +114,7 @@ class StreamingRuntime:
 
     async def close(self) -> None:
         task, self._connecting = self._connecting, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await self.hold_replies.stop()
         await self.rules.stop()
         await self.kafka.close()
