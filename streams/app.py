@@ -8,18 +8,14 @@ its SKUs in the table `sku-state` (RocksDB, with a changelog topic and standby r
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
-import weakref
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Any, Final, cast
 
 import faust
 import redis.asyncio as aioredis
-from faust.streams import _current_event
 from prometheus_client import start_http_server
 
 from availability import Settings, SkuState, decode_state
@@ -28,6 +24,7 @@ from availability.memory import settle_garbage_collector
 from availability.timeutil import MICROS_PER_SECOND
 from availability.topics import STATE_TABLE, Names, partition_for
 
+from .changelog import ChangelogWriter
 from .durable import AfterDurable
 from .fanout import FeedPump
 from .metrics import WorkerMetrics
@@ -35,12 +32,11 @@ from .processor import Message, Processor, RulesHolder
 from .publisher import RedisPublisher
 from .rules_follower import RulesFollower
 from .table import PartitionedTable
-from .transport import Transport, producer_durable
+from .transport import BatchDelivery, RecordBatch, Transport, producer_durable
 
 log = logging.getLogger("availability.worker")
 
 BATCH_MAX: Final = 2000  # events per batch: bounds a batch's latency and memory
-BATCH_WITHIN: Final = 0.004  # seconds to wait for a batch to fill: the latency floor (holds)
 MAINTENANCE_EVERY: Final = 1.0  # seconds between checks that Redis holds our partitions
 HOLD_EXPIRY_EVERY: Final = 0.25  # seconds between looks for a hold whose time is up
 EXPIRY_RESEND_S: Final = 5.0  # an ExpireHolds not handled by then (lost in a rebalance) again
@@ -48,18 +44,6 @@ EXPIRY_RESEND_S: Final = 5.0  # an ExpireHolds not handled by then (lost in a re
 
 def wall_clock_micros() -> int:
     return time.time_ns() // 1000
-
-
-@contextmanager
-def in_partition_of(event: Any) -> Iterator[None]:
-    """Make `event` faust's current event: a faust table writes (and reads) the partition of
-    the current event, and after a batch that spans partitions that would be the wrong one.
-    faust offers no public way to name the partition of a write."""
-    token: contextvars.Token[Any] = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 class FaustDeadLetters:
@@ -109,13 +93,17 @@ class Worker:
             value_serializer="raw",
             # Changelog records go out in batches rather than one produce request each.
             producer_linger=0.001,
+            # The changelog goes out a batch per partition (streams/changelog.py): room for
+            # a round's records in one, under Kafka's default 1 MB message limit.
+            producer_max_batch_size=512 * 1024,
             # A killed worker's partitions move once its session times out: 10 s rather
             # than faust's 60 s keeps a takeover within seconds of a crash.
             broker_session_timeout=10.0,
             broker_heartbeat_interval=3.0,
         )
-        # Before anything builds faust's own: see streams/transport.py for the fix it carries.
-        self.app.transport = Transport(self.app.conf.broker_consumer, self.app)
+        # Before anything builds faust's own: see streams/transport.py for what it changes.
+        self.transport = Transport(self.app.conf.broker_consumer, self.app)
+        self.app.transport = self.transport
         raw: dict[str, Any] = {
             "key_type": bytes,
             "value_type": bytes,
@@ -129,11 +117,16 @@ class Worker:
             **raw,
         )
         # Serializers come from the app's raw defaults: records are msgpack made by the core.
-        self.table = PartitionedTable(
-            self.app.Table(
-                STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes
-            )
+        faust_table = self.app.Table(
+            STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes
         )
+        store: Any = faust_table.data  # faust's RocksDB store
+        self.changelog = ChangelogWriter(
+            faust_table.changelog_topic.get_topic_name(),
+            lambda: cast(Any, self.app.producer)._ensure_producer(),  # faust's aiokafka one
+            store.set_persisted_offset,
+        )
+        self.table = PartitionedTable(faust_table, self.changelog)
         dlq = self.app.topic(self.names.dlq_topic, **raw)
         self.control = self.app.topic(self.names.control_topic, **raw)
         self._expiry_sent: dict[int, float] = {}  # partition -> when an ExpireHolds went
@@ -151,7 +144,7 @@ class Worker:
         self.publisher = RedisPublisher(self.redis, self.names.redis_namespace)
         self.publisher.on_published.append(self.observe_published)
         self.publisher.on_published.append(self.offer_to_feeds)
-        self.after_durable = AfterDurable(lambda: producer_durable(self.app), self.publisher)
+        self.after_durable = AfterDurable(self.durable, self.publisher)
         self.follower = RulesFollower(settings.kafka_bootstrap, self.names.rules_topic, self.rules)
         self.raw_topic = raw
         self.feed_topics: dict[str, faust.TopicT] = {}
@@ -169,12 +162,17 @@ class Worker:
 
     def _wire(self) -> None:
         app = self.app
-
-        @app.agent(self.source, concurrency=1)  # concurrency>1 loses messages: faust #606
-        async def process(stream: Any) -> None:  # faust's StreamT stub lacks take_events
-            await self.follower.caught_up.wait()
-            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-                await self.handle(events)
+        # The source is subscribed like an agent's topic, but its records come to `handle`
+        # a fetch at a time, from the consumer itself (streams/transport.py). One caller,
+        # one partition's records in order: the single writer faust #606 asks agents for.
+        app.topics.add(self.source)
+        self.transport.batches = BatchDelivery(
+            topics=frozenset(self.source.topics),
+            handle=self.handle,
+            max_records=BATCH_MAX,
+            ready=self.ready_for_more,
+            durable=self.durable,
+        )
 
         @app.task  # type: ignore[untyped-decorator]  # mode's decorators are untyped
         async def quiet_logging() -> None:
@@ -189,6 +187,10 @@ class Worker:
         @app.task  # type: ignore[untyped-decorator]
         async def publish_to_redis() -> None:
             await self.publisher.run()
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def produce_changelog() -> None:
+            await self.changelog.run()
 
         @app.task  # type: ignore[untyped-decorator]
         async def publish_when_durable() -> None:
@@ -210,24 +212,35 @@ class Worker:
         async def serve_metrics() -> None:
             start_http_server(self.settings.metrics_port, self.settings.host, self.metrics.registry)
 
-    async def handle(self, events: Sequence[Any]) -> None:
+    async def ready_for_more(self) -> None:
+        """Before each fetch: the rules are followed, and the changelog keeps up."""
+        await self.follower.caught_up.wait()
+        await self.changelog.ebb()
+
+    async def durable(self) -> None:
+        """Every record produced so far is acknowledged by Kafka: the changelog's, then the
+        rest (dead letters, control messages) through faust's producer."""
+        await self.changelog.sent()
+        await producer_durable(self.app)
+
+    def handle(self, batch: RecordBatch) -> None:
+        """Apply one fetch's records, whole, before anything else runs (see BatchDelivery)."""
         started = time.perf_counter()
         owned = self.active_partitions()
-        by_partition: dict[int, list[Any]] = defaultdict(list)
-        for event in events:
-            by_partition[event.message.partition].append(event)
+        by_partition: dict[int, list[Message]] = defaultdict(list)
+        for tp, records in batch.items():
+            by_partition[tp.partition] += [
+                Message(r.topic, r.partition, r.offset, r.key, r.value) for r in records
+            ]
         changed: dict[str, SkuState] = {}
         replies: list[tuple[str, bytes]] = []
-        for partition, group in by_partition.items():
+        for partition, messages in by_partition.items():
             if partition not in owned:
                 # Fetched before a rebalance took the partition away: its new owner reads
                 # them again from the committed offset, and a second writer would corrupt it.
-                log.info("skipped %d events of partition %d: not ours", len(group), partition)
+                log.info("skipped %d events of partition %d: not ours", len(messages), partition)
                 continue
-            messages = [
-                Message(e.message.topic, partition, e.message.offset, e.key, e.value) for e in group
-            ]
-            with in_partition_of(group[-1]):
+            with self.table.in_partition(partition):
                 outcome = self.processor.handle_partition(partition, messages)
             changed.update(outcome.changed)
             replies += outcome.replies

@@ -33,11 +33,34 @@ without ever handing them to the agent.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
+from aiokafka import ConsumerRecord
+from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, AppT, Message
+from faust.types.tuples import ack_lock
+from mode import ServiceT
+
+RecordBatch = Mapping[TP, Sequence[ConsumerRecord[bytes, bytes]]]
+
+
+@dataclass(frozen=True)
+class BatchDelivery:
+    """Which topics' records go to `handle`, at most `max_records` a call, each once
+    `ready` returns (it is awaited only for those topics: faust starts a worker's own tasks
+    only once its tables have recovered, through this same fetch loop).
+
+    `handle` is synchronous: a batch is applied whole between two steps of the event loop,
+    so no rebalance can move a partition in the middle of one."""
+
+    topics: frozenset[str]
+    handle: Callable[[RecordBatch], None]
+    max_records: int
+    ready: Callable[[], Awaitable[object]]
+    durable: Callable[[], Awaitable[None]]  # what a commit waits for (see 3. above)
 
 
 async def producer_durable(app: AppT) -> None:
@@ -111,7 +134,8 @@ class RewindingConsumer(faust_aiokafka.Consumer):
     ) -> bool:
         # The offsets were chosen before this wait: every event they cover was applied,
         # and its table writes produced, before it was acknowledged.
-        await producer_durable(self.app)
+        batches = cast(Transport, self.transport).batches
+        await (batches.durable() if batches is not None else producer_durable(self.app))
         committed: bool = await super()._commit_offsets(offsets, start_new_transaction)
         return committed
 
@@ -127,6 +151,140 @@ class RewindingConsumer(faust_aiokafka.Consumer):
             if flowing:
                 self.resume_flow()
 
+    async def _drain_messages(self, fetcher: ServiceT) -> None:
+        batches = cast(Transport, self.transport).batches
+        if batches is None:
+            await super()._drain_messages(fetcher)
+            return
+        fetcher_stopped = cast(Any, fetcher)._stopped.is_set
+        try:
+            while not (self._stopped.is_set() or fetcher_stopped()):
+                self.diag.set_flag(CONSUMER_FETCHING)
+                records, active = await self._wait_next_records(timeout=1.0)
+                await asyncio.sleep(0)  # a run of empty fetches must still give way
+                if not records or self.should_stop:
+                    continue
+                if not self.flow_active:
+                    # As faust's getmany: what was fetched across a stop goes, and the
+                    # partitions are read again from their committed offsets.
+                    await self._seek_after_stop()
+                    continue
+                self._no_record_in_delivery.clear()
+                try:
+                    await self._deliver(records, active, batches)
+                finally:
+                    self._no_record_in_delivery.set()
+                self.diag.unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if not self.transport.app.should_stop:
+                raise
+        except asyncio.CancelledError:
+            if not self.transport.app.should_stop:
+                raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def _seek_after_stop(self) -> None:
+        try:
+            await self.perform_seek()
+        except Exception as exc:
+            self.log.warning("exception performing seek when flow not active %r", exc)
+
+    async def _deliver(
+        self, records: RecordBatch, active: set[TP] | None, batches: BatchDelivery
+    ) -> None:
+        generation = self.app.consumer_generation_id
+        chunk: dict[TP, Sequence[ConsumerRecord[bytes, bytes]]] = {}
+        size = 0
+        for tp, fetched in records.items():
+            if active is not None and tp not in active and tp not in self._buffered_partitions:
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            if tp.topic not in batches.topics:
+                for record in fetched:
+                    if not self._still_flowing(generation):
+                        return
+                    await self._deliver_one(tp, record)
+                continue
+            unread = self._unread(tp, fetched)
+            while unread:
+                take = batches.max_records - size
+                chunk[tp], unread = unread[:take], unread[take:]
+                size += len(chunk[tp])
+                if size < batches.max_records:
+                    continue
+                if not await self._hand_over(chunk, batches, generation):
+                    return  # the rest is read again from the committed offsets
+                chunk, size = {}, 0
+        if chunk:
+            await self._hand_over(chunk, batches, generation)
+
+    def _still_flowing(self, generation: int) -> bool:
+        return self.flow_active and self.app.consumer_generation_id == generation
+
+    def _unread(
+        self, tp: TP, fetched: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> Sequence[ConsumerRecord[bytes, bytes]]:
+        """The records at or after the partition's read offset, as faust's loop keeps."""
+        read = self._read_offset[tp]
+        if read is None or fetched[0].offset >= read:
+            return fetched
+        return [record for record in fetched if record.offset >= read]
+
+    async def _hand_over(self, chunk: RecordBatch, batches: BatchDelivery, generation: int) -> bool:
+        """Hand a chunk to the handler once it is ready for more; False if a rebalance
+        came meanwhile (the chunk is dropped, to be read again from the committed offsets)."""
+        await batches.ready()
+        buffer = self.app.producer.buffer  # dead letters and control messages wait there
+        while buffer.size > batches.max_records:
+            await buffer.flush_atmost(buffer.size - batches.max_records)
+        if not self._still_flowing(generation):
+            return False
+        batches.handle(chunk)
+        gaps = [gap for tp, handled in chunk.items() for gap in self._acknowledge(tp, handled)]
+        for tp, first, last in gaps:
+            await self._add_gap(tp, first, last)
+        commit_every = self._commit_every
+        if commit_every is not None and self._n_acked >= commit_every:
+            self._n_acked = 0
+            await self.commit()
+        return True
+
+    def _acknowledge(
+        self, tp: TP, handled: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> list[tuple[TP, int, int]]:
+        """Book handled records as faust books an acknowledged event, so its commits cover
+        them; returns the gaps in their offsets (transaction markers), which faust's
+        commits must step over."""
+        gaps: list[tuple[TP, int, int]] = []
+        read = self._read_offset[tp]
+        committed = self._committed_offset[tp]
+        with ack_lock:
+            acked_index, acked = self._acked_index[tp], self._acked[tp]
+            for record in handled:
+                offset = record.offset
+                if read and offset - read > 1:
+                    gaps.append((tp, read + 1, offset))
+                read = offset
+                if (committed is None or offset >= committed) and offset not in acked_index:
+                    acked_index.add(offset)
+                    acked.append(offset)
+                    self._n_acked += 1
+        self._read_offset[tp] = read
+        return gaps
+
+    async def _deliver_one(self, tp: TP, record: ConsumerRecord[bytes, bytes]) -> None:
+        """A record of a topic faust handles itself (a changelog): faust's own steps."""
+        message = self._to_message(tp, record)
+        read = self._read_offset[tp]
+        if read is not None and message.offset < read:
+            return
+        if read and message.offset - read > 1 and self.app.topics.acks_enabled_for(tp.topic):
+            await self._add_gap(tp, read + 1, message.offset)
+        await self.wait_first(self.callback(message), self.suspend_flow.wait())
+        self._read_offset[tp] = message.offset
+
 
 class Transport(faust_aiokafka.Transport):
     Consumer = RewindingConsumer
+    batches: BatchDelivery | None = None  # set by the worker before the app starts
