@@ -178,8 +178,9 @@ async def until_versions(
 async def end_to_end(
     names: Names, events: Sequence[dict[str, Any]], client: aioredis.Redis
 ) -> tuple[float, float]:
-    """(end-to-end events/s, producer events/s) through workers that are up and ready: from the first event produced to
-    every SKU at its final version in Redis (the producer runs on the same two cores).
+    """(end-to-end events/s, producer events/s) through workers that are up and ready:
+    from the first event produced to every SKU at its final version in Redis (the producer
+    runs on the same two cores).
 
     A partition is applied in order, so the SKU of each topic partition's last event
     reaches its final version only once the whole partition is applied: those few are
