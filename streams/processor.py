@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
 
@@ -49,8 +49,25 @@ from .ports import DeadLetters, StateTable
 RULES_KEY: Final = b"\x00rules"
 
 
+class Record(Protocol):
+    """A consumed record, as the processor reads it (aiokafka's ConsumerRecord is one)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
 @dataclass(frozen=True)
 class Message:
+    """A record made by hand (tests, tools)."""
+
     topic: str
     partition: int
     offset: int
@@ -117,11 +134,11 @@ class Processor:
         # what tells the worker to send itself an ExpireHolds when one is due.
         self.hold_expiries: dict[int, list[tuple[int, str, str]]] = {}
 
-    def handle_partition(self, partition: int, messages: Sequence[Message]) -> PartitionOutcome:
+    def handle_partition(self, partition: int, messages: Sequence[Record]) -> PartitionOutcome:
         """Apply one partition's messages in order. Must run in that partition's context."""
         outcome = PartitionOutcome()
         now = self.clock_micros()
-        run: list[tuple[Message, Event]] = []
+        run: list[tuple[Record, Event]] = []
         for message in messages:
             if message.topic == self._control_topic:
                 self._apply_run(run, now, outcome)
@@ -136,7 +153,7 @@ class Processor:
         self._apply_run(run, now, outcome)
         return outcome
 
-    def _decode(self, message: Message, partition: int, now: int) -> Event | None:
+    def _decode(self, message: Record, partition: int, now: int) -> Event | None:
         event, reason = decode_message(message.value)
         if event is not None:
             reason = clock_error(event, now)
@@ -156,7 +173,7 @@ class Processor:
         return decode_state(data) if data is not None else SkuState(sku=sku)
 
     def _apply_run(
-        self, run: list[tuple[Message, Event]], now: int, outcome: PartitionOutcome
+        self, run: list[tuple[Record, Event]], now: int, outcome: PartitionOutcome
     ) -> None:
         if not run:
             return
@@ -176,7 +193,7 @@ class Processor:
         outcome.results.append(result)
 
     def _control(
-        self, partition: int, message: Message, now: int, outcome: PartitionOutcome
+        self, partition: int, message: Record, now: int, outcome: PartitionOutcome
     ) -> None:
         try:
             control = control_decoder.decode(message.value or b"")
