@@ -1,4 +1,4 @@
-"""The faust-streaming app of `availability worker`: one agent, one table, one publisher.
+"""The faust-streaming app of `availability worker`: fetched batches, one table, a publisher.
 
 Every inventory topic and the control topic have the same partition count and are keyed
 by SKU, so partition p of each lands on the same worker, which is the single writer of
@@ -248,7 +248,7 @@ class Worker:
             if outcome.invalid:
                 self.metrics.events.labels("unknown", "invalid").inc(outcome.invalid)
                 self.metrics.dead_letters.inc(outcome.invalid)
-        # Replies and answers wait for the changelog (streams/durable.py); the agent does not.
+        # Replies and answers wait for the changelog (streams/durable.py); the worker does not.
         self.after_durable.add(changed.values(), replies, self.rules.compiled)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 

@@ -5,7 +5,7 @@ version the changelog could still lose: a worker restarted after a kill -9 would
 that version again from the redelivered events, maybe otherwise (the clock moved), and
 the replace-if-newer write would keep the lost one. So the replies and the changed SKUs
 of every batch wait here for `producer_durable`, in the order they were applied, while
-the agent goes on with its next batches. One wait covers every batch applied before it:
+the worker goes on with its next batches. One wait covers every batch applied before it:
 under load the batches of one Kafka round trip go out together, and a SKU changed by
 several keeps only its newest state.
 """

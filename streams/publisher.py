@@ -1,6 +1,6 @@
 """Publishing SKU answers to Redis: pipelined, coalesced per SKU, newest version wins.
 
-The agent hands changed SKUs over and goes on with its next batch while a background task
+The worker hands changed SKUs over and goes on with its next batch while a background task
 writes them; a SKU changed again before its write keeps only its newest state, so a hot
 SKU costs one write per round trip, not one per event. Nothing is lost by not waiting: the
 table holds the truth, and a worker that dies with writes pending republishes all of its
@@ -45,7 +45,7 @@ return 1
 MAX_BACKOFF_SECONDS: Final = 2.0
 REPLY_TTL_S: Final = 60
 CHUNK: Final = 500  # SKUs per round trip: bounds the pipeline's memory on a rebuild
-# SKUs waiting for their write beyond which the agent waits too: Redis sets the pace.
+# SKUs waiting for their write beyond which the worker waits too: Redis sets the pace.
 MAX_PENDING: Final = 20_000
 
 

@@ -1,5 +1,5 @@
-"""faust's aiokafka transport, with two fixes for events that faust could otherwise commit
-without ever handing them to the agent.
+"""faust's aiokafka transport, with three fixes for events that faust could otherwise commit
+without ever having them applied, and records delivered to the worker in batches.
 
 1. After a rebalance, a source partition that has no committed offset yet is read again
    from its beginning. At a rebalance faust drops the events already fetched but not yet
@@ -27,7 +27,7 @@ without ever handing them to the agent.
    their table writes produced: its commit does not flush the producer, and its buffer's
    flush gives up after 0.1 s without progress. A commit that ran ahead of the changelog
    would let a kill -9 lose events whose offsets were committed. Waiting here, rather than
-   after each batch, lets the agent go on with its next batch while Kafka acknowledges.
+   after each batch, lets the worker go on with its next batch while Kafka acknowledges.
 """
 
 from __future__ import annotations
