@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.support.streaming import (
+    KAFKA,
     Stack,
     WorkerProcess,
     create_topics,
@@ -204,3 +207,57 @@ def test_a_second_worker_takes_partitions_and_then_takes_over_from_the_changelog
         feeder.wait_for(10)
         first.kill()
     assert_converges(stack, feeder.skus, workers)
+
+
+def test_events_produced_in_transactions_are_applied_and_committed_past_the_markers(
+    stack: Stack, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    """A transactional producer leaves a commit marker after each transaction: an offset
+    with no record. The worker books the records it applied in faust's own
+    acknowledgements, and faust's commits must cover every one of them, past the markers
+    (a worker that booked nothing would never commit: redelivery of everything)."""
+    workers.append(WorkerProcess(stack, tmp_path / "w1").start())
+    events = event_mix(90, skus=6, seed=3)
+    run(produce_in_transactions(stack, [event_messages(stack, events[i::3]) for i in range(3)]))
+
+    assert_converges(stack, {e["sku"] for e in events}, workers)
+    topics = {stack.names.event_topic(e["type"]) for e in events}
+    past_last_record: dict[TopicPartition, int] = {}
+    for topic in topics:
+        for record in run(read_topic(topic)):
+            tp = TopicPartition(topic, record.partition)
+            past_last_record[tp] = max(past_last_record.get(tp, 0), record.offset + 1)
+    group = stack.env["AVAIL_APP_ID"]
+
+    def committed_past_every_record() -> bool:
+        committed = run(committed_offsets(group))
+        return all(committed.get(tp, -1) >= end for tp, end in past_last_record.items())
+
+    assert wait_until(committed_past_every_record, 30), (
+        run(committed_offsets(group)),
+        past_last_record,
+    )
+
+
+async def produce_in_transactions(
+    stack: Stack, transactions: list[list[tuple[str, bytes, bytes]]]
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, transactional_id=f"{stack.tag}tx")
+    await producer.start()
+    try:
+        for messages in transactions:
+            async with producer.transaction():
+                for topic, key, value in messages:
+                    await producer.send(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def committed_offsets(group: str) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        return {tp: meta.offset for tp, meta in offsets.items()}
+    finally:
+        await admin.close()
