@@ -224,8 +224,9 @@ class Worker:
         await self.changelog.sent()
         await producer_durable(self.app)
 
-    def handle(self, batch: RecordBatch) -> None:
-        """Apply one fetch's records, whole, before anything else runs (see BatchDelivery)."""
+    def handle(self, batch: RecordBatch) -> set[int]:
+        """Apply one fetch's records, whole, before anything else runs (see BatchDelivery);
+        returns the partitions left alone."""
         started = time.perf_counter()
         owned = self.active_partitions()
         by_partition: dict[int, list[Record]] = defaultdict(list)
@@ -233,11 +234,13 @@ class Worker:
             by_partition[tp.partition] += records
         changed: dict[str, SkuState] = {}
         replies: list[tuple[str, bytes]] = []
+        left_alone: set[int] = set()
         for partition, messages in by_partition.items():
             if partition not in owned:
                 # Fetched before a rebalance took the partition away: its new owner reads
                 # them again from the committed offset, and a second writer would corrupt it.
                 log.info("skipped %d events of partition %d: not ours", len(messages), partition)
+                left_alone.add(partition)
                 continue
             with self.table.in_partition(partition):
                 outcome = self.processor.handle_partition(partition, messages)
@@ -251,6 +254,7 @@ class Worker:
         # Replies and answers wait for the changelog (streams/durable.py); the worker does not.
         self.after_durable.add(changed.values(), replies, self.rules.compiled)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        return left_alone
 
     def reassigning(self) -> bool:
         """Whether partitions are moving (a rebalance, or tables recovering after one):

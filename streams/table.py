@@ -59,7 +59,19 @@ class PartitionedTable:
         self._written[key] = value
 
     def partition_items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """Every record of the partition, this batch's writes included (a rules change
+        sweeps the partition after the batch's events were applied)."""
         items: Iterator[tuple[bytes, bytes]] = self._store._visible_items(
             self._store._db_for_partition(partition)
         )
-        return items
+        if partition != self._partition or not self._written:
+            return items
+        return self._with_written(items, dict(self._written))
+
+    @staticmethod
+    def _with_written(
+        items: Iterator[tuple[bytes, bytes]], written: dict[bytes, bytes]
+    ) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in items:
+            yield key, written.pop(key, value)
+        yield from written.items()

@@ -33,7 +33,7 @@ without ever having them applied, and records delivered to the worker in batches
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -54,10 +54,11 @@ class BatchDelivery:
     only once its tables have recovered, through this same fetch loop).
 
     `handle` is synchronous: a batch is applied whole between two steps of the event loop,
-    so no rebalance can move a partition in the middle of one."""
+    so no rebalance can move a partition in the middle of one. It returns the partitions
+    it left alone (not this worker's any more): their records are not booked as handled."""
 
     topics: frozenset[str]
-    handle: Callable[[RecordBatch], None]
+    handle: Callable[[RecordBatch], Collection[int]]
     max_records: int
     ready: Callable[[], Awaitable[object]]
     durable: Callable[[], Awaitable[None]]  # what a commit waits for (see 3. above)
@@ -240,8 +241,13 @@ class RewindingConsumer(faust_aiokafka.Consumer):
             await buffer.flush_atmost(buffer.size - batches.max_records)
         if not self._still_flowing(generation):
             return False
-        batches.handle(chunk)
-        gaps = [gap for tp, handled in chunk.items() for gap in self._acknowledge(tp, handled)]
+        left_alone = batches.handle(chunk)
+        gaps = [
+            gap
+            for tp, handled in chunk.items()
+            if tp.partition not in left_alone
+            for gap in self._acknowledge(tp, handled)
+        ]
         for tp, first, last in gaps:
             await self._add_gap(tp, first, last)
         # No commit every N records here, as faust's loop does: a commit waits until the
