@@ -39,24 +39,22 @@ class HistoryOptions:
     since: datetime | None = None
 
 
-def changelog_topic(settings: Settings) -> str:
-    """faust's name for the changelog topic of the worker's table."""
-    return state_changelog_topic(settings.app_id)
-
-
 async def show_sku_history(settings: Settings, options: HistoryOptions) -> int:
     names = Names(settings.topic_prefix)
     history = History(
         options.sku, partition_for(options.sku.encode(), settings.partitions), settings.partitions
     )
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",  # as the workers read: aborted events never count
     )
     try:
         await consumer.start()
         # Asked before any assignment, which narrows the consumer's metadata to its topics.
         events_from = present(consumer, [*names.inventory_topics, names.dlq_topic], history)
-        state_from = present(consumer, [changelog_topic(settings)], history)
+        state_from = present(consumer, [state_changelog_topic(settings.app_id)], history)
         await read_events(consumer, events_from, names.dlq_topic, history)
         if state_from:
             await read_state(consumer, state_from[0], history)

@@ -209,16 +209,19 @@ def test_a_second_worker_takes_partitions_and_then_takes_over_from_the_changelog
     assert_converges(stack, feeder.skus, workers)
 
 
-def test_events_produced_in_transactions_are_applied_and_committed_past_the_markers(
+def test_transactions_are_applied_when_committed_never_when_aborted_and_committed_past(
     stack: Stack, workers: list[WorkerProcess], tmp_path: Path
 ) -> None:
-    """A transactional producer leaves a commit marker after each transaction: an offset
-    with no record. The worker books the records it applied in faust's own
-    acknowledgements, and faust's commits must cover every one of them, past the markers
-    (a worker that booked nothing would never commit: redelivery of everything)."""
+    """A transactional producer leaves a marker after each transaction, and an aborted
+    transaction's records stay in the log: the worker reads committed records only, so it
+    meets gaps in the offsets. Its commits must still cover every record it applied, past
+    the gaps (a worker that booked nothing, or stopped at a gap, would commit no further:
+    redelivery of everything after it)."""
     workers.append(WorkerProcess(stack, tmp_path / "w1").start())
     events = event_mix(90, skus=6, seed=3)
-    run(produce_in_transactions(stack, [event_messages(stack, events[i::3]) for i in range(3)]))
+    never = event_mix(60, skus=6, seed=4, start_serial=1_000)  # the same SKUs, other events
+    kept = [event_messages(stack, events[i::3]) for i in range(3)]  # three transactions
+    run(produce_in_transactions(stack, kept[:1], event_messages(stack, never), kept[1:]))
 
     assert_converges(stack, {e["sku"] for e in events}, workers)
     topics = {stack.names.event_topic(e["type"]) for e in events}
@@ -233,24 +236,43 @@ def test_events_produced_in_transactions_are_applied_and_committed_past_the_mark
         committed = run(committed_offsets(group))
         return all(committed.get(tp, -1) >= end for tp, end in past_last_record.items())
 
-    assert wait_until(committed_past_every_record, 30), (
-        run(committed_offsets(group)),
-        past_last_record,
-    )
+    if not wait_until(committed_past_every_record, 30):
+        committed = run(committed_offsets(group))
+        short = {
+            f"{tp.topic}[{tp.partition}]": (committed.get(tp), end)
+            for tp, end in past_last_record.items()
+            if committed.get(tp, -1) < end
+        }
+        pytest.fail(f"committed offsets short of the last record's (committed, wanted): {short}")
+
+
+Messages = list[tuple[str, bytes, bytes]]
 
 
 async def produce_in_transactions(
-    stack: Stack, transactions: list[list[tuple[str, bytes, bytes]]]
+    stack: Stack, before: list[Messages], aborted: Messages, after: list[Messages]
 ) -> None:
+    """A transaction per list of messages; `aborted` in one that is aborted, whose records
+    are in the log (between markers) but must never be applied."""
     producer = AIOKafkaProducer(bootstrap_servers=KAFKA, transactional_id=f"{stack.tag}tx")
     await producer.start()
     try:
-        for messages in transactions:
+        for messages in before:
             async with producer.transaction():
-                for topic, key, value in messages:
-                    await producer.send(topic, value, key=key)
+                await send_all(producer, messages)
+        await producer.begin_transaction()
+        await send_all(producer, aborted)
+        await producer.abort_transaction()
+        for messages in after:
+            async with producer.transaction():
+                await send_all(producer, messages)
     finally:
         await producer.stop()
+
+
+async def send_all(producer: AIOKafkaProducer, messages: Messages) -> None:
+    for topic, key, value in messages:
+        await producer.send(topic, value, key=key)
 
 
 async def committed_offsets(group: str) -> dict[TopicPartition, int]:

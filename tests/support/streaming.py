@@ -148,8 +148,14 @@ def event_messages(
 
 
 async def read_topic(topic: str, timeout_s: float = 10.0) -> list[Any]:
-    """Every message of `topic` from its start to its current end."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False, group_id=None)
+    """Every message of `topic` from its start to its current end, as the workers read it:
+    the records of aborted transactions left out."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=KAFKA,
+        enable_auto_commit=False,
+        group_id=None,
+        isolation_level="read_committed",
+    )
     await consumer.start()
     try:
         partitions = [
