@@ -31,6 +31,7 @@ from api.streaming.topics_admin import ensure_topics
 from availability import SkuState, apply_events, decode_event
 from availability.published import ready_key, sku_key
 from availability.topics import Names, partition_for
+from streams.changelog import record_batches
 
 from .stack import free_port
 from .workload import RULES, EventMix
@@ -81,15 +82,8 @@ async def produce_all(records: Sequence[ProducerRecord], slice_size: int = 2_000
             for record in records[start : start + slice_size]:
                 by_tp.setdefault(record[:2], []).append(record)
             for (topic, partition), group in by_tp.items():
-                batch = producer.create_batch()
-                for _, _, key, value in group:
-                    if batch.append(key=key, value=value, timestamp=None) is None:
-                        delivered.append(
-                            await producer.send_batch(batch, topic, partition=partition)
-                        )
-                        batch = producer.create_batch()
-                        batch.append(key=key, value=value, timestamp=None)
-                delivered.append(await producer.send_batch(batch, topic, partition=partition))
+                for batch in record_batches(producer, [(key, value) for *_, key, value in group]):
+                    delivered.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*delivered)
     finally:
         await producer.stop()

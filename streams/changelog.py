@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
@@ -20,6 +20,21 @@ from faust.types import TP
 
 # Records waiting to be produced beyond which the worker fetches no more: Kafka sets the pace.
 MAX_WAITING: Final = 20_000
+
+
+def record_batches(
+    producer: AIOKafkaProducer, records: Iterable[tuple[bytes, bytes]]
+) -> Iterator[Any]:
+    """(key, value) records in order, as aiokafka record batches for one partition, each
+    as full as the producer's max_batch_size lets it be."""
+    batch = producer.create_batch()
+    for key, value in records:
+        if batch.append(key=key, value=value, timestamp=None) is None:
+            yield batch
+            batch = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None)
+    if batch.record_count():
+        yield batch
 
 
 class ChangelogWriter:
@@ -65,13 +80,8 @@ class ChangelogWriter:
                 return
             producer = self._producer()
             for partition, records in waiting.items():
-                batch = producer.create_batch()
-                for key, value in records:
-                    if batch.append(key=key, value=value, timestamp=None) is None:
-                        await self._send(producer, batch, partition)
-                        batch = producer.create_batch()
-                        batch.append(key=key, value=value, timestamp=None)
-                await self._send(producer, batch, partition)
+                for batch in record_batches(producer, records):
+                    await self._send(producer, batch, partition)
 
     async def _send(self, producer: AIOKafkaProducer, batch: Any, partition: int) -> None:
         last = batch.record_count() - 1

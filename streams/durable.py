@@ -4,10 +4,10 @@ A granted hold must survive a crash before the API says so, and Redis must never
 version the changelog could still lose: a worker restarted after a kill -9 would compute
 that version again from the redelivered events, maybe otherwise (the clock moved), and
 the replace-if-newer write would keep the lost one. So the replies and the changed SKUs
-of every batch wait here for `producer_durable`, in the order they were applied, while
-the worker goes on with its next batches. One wait covers every batch applied before it:
-under load the batches of one Kafka round trip go out together, and a SKU changed by
-several keeps only its newest state.
+of every batch wait here for the changelog's acknowledgement (`Worker.durable`), in the
+order they were applied, while the worker goes on with its next batches. One wait covers
+every batch applied before it: under load the batches of one Kafka round trip go out
+together, and a SKU changed by several keeps only its newest state.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ without ever having them applied, and records delivered to the worker in batches
    until no record is being delivered and no fetch is in flight, seeks, then lets the flow
    go on: every record after the seek comes from the committed offset.
 
-3. A commit waits until every record produced so far is acknowledged (`producer_durable`).
+3. A commit waits until every record produced so far is acknowledged (`BatchDelivery.durable`:
+   the worker's changelog writer hands its records over, then `producer_durable`).
    faust commits acknowledged events' offsets on a timer, apart from the changelog records
    their table writes produced: its commit does not flush the producer, and its buffer's
    flush gives up after 0.1 s without progress. A commit that ran ahead of the changelog
@@ -144,8 +145,7 @@ class RewindingConsumer(faust_aiokafka.Consumer):
     ) -> bool:
         # The offsets were chosen before this wait: every event they cover was applied,
         # and its table writes produced, before it was acknowledged.
-        batches = cast(Transport, self.transport).batches
-        await (batches.durable() if batches is not None else producer_durable(self.app))
+        await self._batches().durable()
         committed: bool = await super()._commit_offsets(offsets, start_new_transaction)
         return committed
 
@@ -162,10 +162,7 @@ class RewindingConsumer(faust_aiokafka.Consumer):
                 self.resume_flow()
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:
-        batches = cast(Transport, self.transport).batches
-        if batches is None:
-            await super()._drain_messages(fetcher)
-            return
+        batches = self._batches()
         fetcher_stopped = cast(Any, fetcher)._stopped.is_set
         try:
             while not (self._stopped.is_set() or fetcher_stopped()):
@@ -193,6 +190,11 @@ class RewindingConsumer(faust_aiokafka.Consumer):
                 raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    def _batches(self) -> BatchDelivery:
+        batches = cast(Transport, self.transport).batches
+        assert batches is not None, "the worker sets its batch delivery before the app starts"
+        return batches
 
     async def _seek_after_stop(self) -> None:
         try:
