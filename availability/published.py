@@ -16,7 +16,7 @@ missing from Redis may exist, and the API must not answer it with a zero.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgspec
 
@@ -65,17 +65,30 @@ def answer_field(channel: str, location: str | None = None) -> str:
     return f"c:{channel}" if location is None else f"c:{channel}:{location}"
 
 
-def published_fields(state: SkuState, rules: CompiledRules) -> dict[str, bytes]:
-    """Every field of the SKU's hash, for the rules in force. Each location's sellable is
-    computed once and shared by the positions and every channel's answers: this runs for
-    every SKU of every batch a worker applies."""
+Quantities = dict[str, int]  # channel -> the SKU's quantity on it: what the feeds carry
+
+
+class Rendered(NamedTuple):
+    fields: dict[str, str]  # the SKU's hash, every answer as JSON text
+    quantities: Quantities
+
+
+def published_fields(state: SkuState, rules: CompiledRules) -> dict[str, str]:
+    return render(state, rules).fields
+
+
+def render(state: SkuState, rules: CompiledRules) -> Rendered:
+    """Every field of the SKU's hash, for the rules in force, and each channel's quantity.
+    Each location's sellable is computed once and shared by the positions and every
+    channel's answers: this runs for every SKU of every batch a worker applies."""
     view = positions(state, rules)
     updated = format_micros(state.updated_at) if state.version else None
-    fields: dict[str, bytes] = {
-        VERSION_FIELD: str(state.version).encode(),
-        UPDATED_FIELD: (updated or "").encode(),
-        POSITIONS_FIELD: _encoder.encode(view),
+    fields = {
+        VERSION_FIELD: str(state.version),
+        UPDATED_FIELD: updated or "",
+        POSITIONS_FIELD: _encoder.encode(view).decode(),
     }
+    quantities: Quantities = {}
     located = [
         (LocationSellable(p.location, p.sellable), rules.location_type(p.location))
         for p in view.positions
@@ -84,29 +97,21 @@ def published_fields(state: SkuState, rules: CompiledRules) -> dict[str, bytes]:
     for name, channel in rules.channels.items():
         eligible = [entry for entry, kind in located if channel.is_eligible(entry.location, kind)]
         pool = max(0, sum(e.sellable for e in eligible) - unlocated_held)
-        fields[answer_field(name)] = _encoder.encode(
-            Availability(
+        quantities[name] = channel_quantity(channel, pool)
+        answer = Availability(state.sku, name, quantities[name], eligible, state.version, updated)
+        fields[answer_field(name)] = _encoder.encode(answer).decode()
+        for entry in eligible:
+            at_location = Availability(
                 sku=state.sku,
                 channel=name,
-                sellable=channel_quantity(channel, pool),
-                locations=eligible,
+                sellable=channel_quantity(channel, location_pool(entry.sellable, pool)),
+                locations=[entry],
                 version=state.version,
                 updated_at=updated,
+                location=entry.location,
             )
-        )
-        for entry in eligible:
-            fields[answer_field(name, entry.location)] = _encoder.encode(
-                Availability(
-                    sku=state.sku,
-                    channel=name,
-                    sellable=channel_quantity(channel, location_pool(entry.sellable, pool)),
-                    locations=[entry],
-                    version=state.version,
-                    updated_at=updated,
-                    location=entry.location,
-                )
-            )
-    return fields
+            fields[answer_field(name, entry.location)] = _encoder.encode(at_location).decode()
+    return Rendered(fields, quantities)
 
 
 def unlisted_location_answer(

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import redis.asyncio as aioredis
@@ -47,7 +47,7 @@ from availability.state import OrderDoc, Position, TransferDoc
 from availability.topics import STATE_TABLE, Names, partition_for, state_changelog_topic
 from streams.processor import RULES_KEY, PartitionRules
 
-from .bench_streaming import KAFKA, PARTITIONS, REDIS_URL, stack_env
+from .bench_streaming import KAFKA, PARTITIONS, REDIS_URL, bare_read_rate, stack_env
 from .stack import free_port
 from .workload import LOCATIONS, RULES, sku_name
 
@@ -229,31 +229,20 @@ async def read_rate(topic: str, total: int, store: Path | None = None) -> float:
     """Records/s of a bare aiokafka consumer reading the changelog from its start, with the
     fetch size faust uses; with `store`, also writing each fetch to RocksDB in one write
     batch per partition, with faust's options: what a restore costs without faust."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=KAFKA,
-        group_id=None,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=FAUST_FETCH_BYTES,
-    )
     dbs = {p: RocksDBOptions().open(store / f"p{p}") for p in range(PARTITIONS)} if store else {}
-    await consumer.start()
+
+    def write(tp: TopicPartition, records: list[Any]) -> None:
+        batch = WriteBatch(raw_mode=True)
+        for record in records:
+            batch.put(record.key, record.value)
+        dbs[tp.partition].write(batch)
+
+    partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
     try:
-        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        seen, started = 0, time.perf_counter()
-        while seen < total:
-            fetched = await consumer.getmany(timeout_ms=1000)
-            for tp, records in fetched.items():
-                seen += len(records)
-                if dbs:
-                    batch = WriteBatch(raw_mode=True)
-                    for record in records:
-                        batch.put(record.key, record.value)
-                    dbs[tp.partition].write(batch)
-        return seen / (time.perf_counter() - started)
+        return await bare_read_rate(
+            partitions, total, write if dbs else None, max_partition_fetch_bytes=FAUST_FETCH_BYTES
+        )
     finally:
-        await consumer.stop()
         for db in dbs.values():
             db.close()
 

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -92,24 +92,40 @@ async def produce_all(records: Sequence[ProducerRecord], slice_size: int = 2_000
 
 async def raw_consume_rate(names: Names, total: int) -> float:
     """Read every event back with a plain aiokafka consumer: no decoding, no state."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=KAFKA,
-        group_id=None,
-        enable_auto_commit=False,
+    partitions = [TopicPartition(t, p) for t in names.inventory_topics for p in range(PARTITIONS)]
+    return await bare_read_rate(
+        partitions,
+        total,
+        max_records=10_000,
         max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_bytes=16 * 1024 * 1024,
     )
+
+
+async def bare_read_rate(
+    partitions: Sequence[TopicPartition],
+    total: int,
+    on_fetch: Callable[[TopicPartition, list[Any]], None] | None = None,
+    max_records: int | None = None,
+    **options: Any,
+) -> float:
+    """Records/s of a bare aiokafka consumer (with `options`) reading `partitions` from
+    their start until it has `total` records; `on_fetch` sees each partition's share of a
+    fetch, and its time counts."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=KAFKA, group_id=None, enable_auto_commit=False, **options
+    )
     await consumer.start()
     try:
-        partitions = [
-            TopicPartition(t, p) for t in names.inventory_topics for p in range(PARTITIONS)
-        ]
-        consumer.assign(partitions)
+        consumer.assign(list(partitions))
         await consumer.seek_to_beginning(*partitions)
         seen, started = 0, time.perf_counter()
         while seen < total:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            seen += sum(len(records) for records in batch.values())
+            fetched = await consumer.getmany(timeout_ms=1000, max_records=max_records)
+            for tp, records in fetched.items():
+                seen += len(records)
+                if on_fetch is not None:
+                    on_fetch(tp, records)
         return seen / (time.perf_counter() - started)
     finally:
         await consumer.stop()

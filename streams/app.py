@@ -21,6 +21,7 @@ from prometheus_client import start_http_server
 from availability import Settings, SkuState, decode_state
 from availability.control import ExpireHolds, control_encoder
 from availability.memory import settle_garbage_collector
+from availability.published import Quantities
 from availability.timeutil import MICROS_PER_SECOND
 from availability.topics import STATE_TABLE, Names, partition_for
 
@@ -252,7 +253,7 @@ class Worker:
                 self.metrics.events.labels("unknown", "invalid").inc(outcome.invalid)
                 self.metrics.dead_letters.inc(outcome.invalid)
         # Replies and answers wait for the changelog (streams/durable.py); the worker does not.
-        self.after_durable.add(changed.values(), replies, self.rules.compiled)
+        self.after_durable.add(changed, replies, self.rules.compiled)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return left_alone
 
@@ -308,17 +309,18 @@ class Worker:
             self.feed_topics[channel] = topic
         await topic.send(key=sku.encode(), value=value)
 
-    def offer_to_feeds(self, states: Sequence[SkuState]) -> None:
+    def offer_to_feeds(self, states: Sequence[SkuState], quantities: Sequence[Quantities]) -> None:
         """Offer changes to the feeds only once Redis holds them: a feed item must never be
         ahead of the answers a snapshot reads, or a consumer that snapshots after the item
         entered the feed, but before its answer was written, would keep the older value."""
-        by_partition: dict[int, list[SkuState]] = defaultdict(list)
-        for state in states:
-            by_partition[partition_for(state.sku.encode(), self.settings.partitions)].append(state)
-        for partition, group in by_partition.items():
-            self.fanout.changed(partition, group, self.rules.compiled)
+        by_partition: dict[int, list[tuple[SkuState, Quantities]]] = defaultdict(list)
+        for offer in zip(states, quantities, strict=True):
+            partition = partition_for(offer[0].sku.encode(), self.settings.partitions)
+            by_partition[partition].append(offer)
+        for partition, offers in by_partition.items():
+            self.fanout.changed(partition, offers)
 
-    def observe_published(self, states: Sequence[SkuState]) -> None:
+    def observe_published(self, states: Sequence[SkuState], _: Sequence[Quantities]) -> None:
         now = time.time()
         for state in states:
             self.metrics.sync_lag.observe(max(0.0, now - state.newest_at / MICROS_PER_SECOND))

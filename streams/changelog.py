@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
@@ -52,9 +52,10 @@ class ChangelogWriter:
         self._wake = asyncio.Event()
         self._sending = asyncio.Lock()  # one sender at a time keeps each partition in order
 
-    def add(self, partition: int, key: bytes, value: bytes) -> None:
-        self._waiting[partition].append((key, value))
-        self._count += 1
+    def add(self, partition: int, records: Collection[tuple[bytes, bytes]]) -> None:
+        """(key, value) records of `partition`, in order."""
+        self._waiting[partition] += records
+        self._count += len(records)
         self._wake.set()
 
     async def run(self) -> None:

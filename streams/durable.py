@@ -13,7 +13,7 @@ together, and a SKU changed by several keeps only its newest state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from availability import SkuState
 from availability.rules import CompiledRules
@@ -34,13 +34,13 @@ class AfterDurable:
 
     def add(
         self,
-        changed: Iterable[SkuState],
+        changed: Mapping[str, SkuState],
         replies: Sequence[tuple[str, bytes]],
         rules: CompiledRules,
     ) -> None:
-        """A batch applied to the table: its changed SKUs and hold replies, to go out."""
-        for state in changed:
-            self._changed[state.sku] = state
+        """A batch applied to the table: its changed SKUs (by SKU) and hold replies, to go
+        out."""
+        self._changed.update(changed)
         self._replies += replies
         self._rules = rules
         if self._changed or self._replies:

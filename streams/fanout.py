@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from availability import SkuState
 from availability.fanout import ChannelThrottle, ThrottledItem
 from availability.feeds import FeedItem, FeedObserver
-from availability.published import TRIMMED_FIELD, feed_last_key, feed_stream_key
+from availability.published import TRIMMED_FIELD, Quantities, feed_last_key, feed_stream_key
 from availability.rules import CompiledRules
 from availability.timeutil import MICROS_PER_SECOND, format_micros
 from availability.views import channel_quantities
@@ -115,15 +115,14 @@ class FeedPump:
         self._feeds = feeds
         return added
 
-    def changed(self, partition: int, states: Iterable[SkuState], rules: CompiledRules) -> None:
-        """Offer the changed SKUs' quantities of every feed channel."""
+    def changed(self, partition: int, offers: Iterable[tuple[SkuState, Quantities]]) -> None:
+        """Offer the changed SKUs' quantities (as published) of every feed channel."""
         if not self._feeds:
             return
         now = self._clock()
         throttles = {channel: self._throttle(channel, partition) for channel in self._feeds}
         before = {channel: t.coalesced for channel, t in throttles.items()}
-        for state in states:
-            quantities = channel_quantities(state, rules)
+        for state, quantities in offers:
             for channel, throttle in throttles.items():
                 if channel in quantities:  # else dropped by these rules: configure follows
                     throttle.offer(state.sku, quantities[channel], state.version, now)

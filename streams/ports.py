@@ -3,11 +3,8 @@ dict in unit tests), a dead-letter sink, and a read-model publisher."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Protocol
-
-from availability import SkuState
-from availability.rules import CompiledRules
 
 
 class StateTable(Protocol):
@@ -33,10 +30,4 @@ class DeadLetters(Protocol):
         offset: int,
     ) -> None:
         """Queue the original bytes with the reason; durable before offsets are committed."""
-        ...
-
-
-class ReadModelPublisher(Protocol):
-    async def publish(self, states: Sequence[SkuState], rules: CompiledRules) -> None:
-        """Write each SKU's answers, newest version wins; retries until it succeeds."""
         ...

@@ -45,8 +45,8 @@ class PartitionedTable:
                 batch = WriteBatch(raw_mode=True)
                 for key, value in self._written.items():
                     batch.put(key, value)
-                    self._changelog.add(partition, key, value)
                 self._db.write(batch)
+                self._changelog.add(partition, self._written.items())
         finally:
             self._partition, self._db, self._written = None, None, {}
 

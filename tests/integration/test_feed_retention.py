@@ -13,9 +13,10 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from api.streaming.redis_feeds import RedisFeeds
-from availability import CompiledRules, Rules, SkuState
+from availability import CompiledRules, Rules, SkuState, channel_quantities
 from availability.errors import CursorExpired
 from availability.feeds import NoFeedObserver
+from availability.published import Quantities
 from availability.rules import ChannelRule, FeedRule
 from streams.fanout import FeedPump
 from tests.support.streaming import REDIS_URL, Stack
@@ -49,13 +50,14 @@ def fan_out(redis: aioredis.Redis, namespace: str) -> tuple[FeedPump, itertools.
     return pump, clock
 
 
-def changes(skus: range, version: int) -> list[SkuState]:
-    states = []
+def changes(skus: range, version: int) -> list[tuple[SkuState, Quantities]]:
+    """New versions of the SKUs, with their channel quantities, as the publisher offers them."""
+    offers = []
     for n in skus:
         state = SkuState(sku=f"EDGE-{n}")
         state.version = version
-        states.append(state)
-    return states
+        offers.append((state, channel_quantities(state, RULES)))
+    return offers
 
 
 async def test_a_long_poll_overtaken_by_a_trim_is_refused_with_410_not_a_gap(
@@ -64,7 +66,7 @@ async def test_a_long_poll_overtaken_by_a_trim_is_refused_with_410_not_a_gap(
     namespace = Stack().names.redis_namespace
     pump, _ = fan_out(redis, namespace)
     feeds = RedisFeeds(redis, redis, namespace, 1, OneFeed())
-    pump.changed(0, changes(range(3), version=1), RULES)
+    pump.changed(0, changes(range(3), version=1))
     await pump.pump_once()
     page = await feeds.feed("web", None, limit=100, wait_ms=0)
     assert [item.sku for item in page.items] == ["EDGE-0", "EDGE-1", "EDGE-2"]
@@ -74,7 +76,7 @@ async def test_a_long_poll_overtaken_by_a_trim_is_refused_with_410_not_a_gap(
     assert not waiting.done()
     # One append of more items than the retention holds: the stream is trimmed past the
     # consumer's cursor in the same script that wakes it.
-    pump.changed(0, changes(range(3, 3 + 3 * RETENTION), version=1), RULES)
+    pump.changed(0, changes(range(3, 3 + 3 * RETENTION), version=1))
     await pump.pump_once()
     with pytest.raises(CursorExpired, match="older than the feed's retention"):
         await asyncio.wait_for(waiting, timeout=10)

@@ -120,10 +120,9 @@ def assert_converges(stack: Stack, skus: set[str], workers: list[WorkerProcess])
 
 
 @pytest.fixture
-def stack() -> Stack:
-    created = Stack()
-    run(create_topics(created))
-    return created
+def stack(fresh_stack: Stack) -> Stack:
+    run(create_topics(fresh_stack))
+    return fresh_stack
 
 
 @pytest.fixture

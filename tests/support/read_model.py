@@ -27,7 +27,7 @@ def state_of(sku: str, events: Sequence[Mapping[str, Any]]) -> SkuState:
     return state
 
 
-def publish(client: redis.Redis, names: Names, state: SkuState, rules: Rules) -> dict[str, bytes]:
+def publish(client: redis.Redis, names: Names, state: SkuState, rules: Rules) -> dict[str, str]:
     """Write the SKU's hash as a worker does under `rules`; returns its fields."""
     fields = published_fields(state, CompiledRules(rules))
     key = sku_key(names.redis_namespace, state.sku)

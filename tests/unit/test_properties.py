@@ -34,8 +34,10 @@ from availability.events import (
 )
 from availability.events import Cancel as CancelEvent
 from availability.processing import apply_event
+from availability.published import render
 from availability.rules import CompiledRules, rules_from_object
-from availability.state import SkuState
+from availability.state import HeldLine, SkuHold, SkuState
+from availability.timeutil import format_micros
 from availability.views import (
     availability,
     channel_quantities,
@@ -253,6 +255,34 @@ def test_no_channel_quantity_exceeds_its_pool_or_its_cap(
                 own = {e.location: e.sellable for e in eligible_sellable(state, rules, channel)}
                 at_location = availability(state, rules, channel, location=location).sellable
                 assert 0 <= at_location <= own.get(location, 0)
+
+
+@PROPERTY
+@given(events=event_sets, rules=rule_sets, unlocated_hold=st.integers(0, 30))
+def test_every_published_answer_is_what_the_api_would_encode(
+    events: list[Event], rules: CompiledRules, unlocated_hold: int
+) -> None:
+    """The worker writes its answers as text (availability.published.render): each must be
+    msgspec's encoding of the answer the views compute, byte for byte, and the quantities
+    it hands the feeds the channel quantities."""
+    for state in _states_along(events):
+        if unlocated_hold:
+            state.holds = {"H1": SkuHold(expires_at=1, lines=[HeldLine(None, unlocated_hold)])}
+        rendered = render(state, rules)
+        expected = {
+            "v": str(state.version),
+            "u": format_micros(state.updated_at) if state.version else "",
+            "p": msgspec.json.encode(positions(state, rules)).decode(),
+        }
+        for name, channel in rules.channels.items():
+            expected[f"c:{name}"] = msgspec.json.encode(availability(state, rules, channel))
+            for entry in eligible_sellable(state, rules, channel):
+                answer = availability(state, rules, channel, location=entry.location)
+                expected[f"c:{name}:{entry.location}"] = msgspec.json.encode(answer)
+        assert rendered.fields == {
+            k: v.decode() if isinstance(v, bytes) else v for k, v in expected.items()
+        }
+        assert rendered.quantities == channel_quantities(state, rules)
 
 
 def _reference_figures(events: Sequence[Event]) -> dict[tuple[str, str], Figures]:
