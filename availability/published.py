@@ -1,7 +1,7 @@
 """The read model the stream workers publish and the streaming API reads (Redis).
 
-One hash per SKU, its key hash-tagged by SKU so it also works on Redis Cluster; each hash
-holds ready-to-send answers, so a read is one round trip and no re-encoding:
+One hash per SKU, its key hash-tagged by SKU; each hash holds ready-to-send answers, so a
+read is one round trip and no re-encoding:
 
     {ns}:{SKU}   v  version          u  updated_at (RFC 3339, or empty)
                  p  the positions answer (JSON)

@@ -1,5 +1,5 @@
 """What the batch processor needs from its surroundings, as Protocols: a faust table (or a
-dict in unit tests), a dead-letter sink, and a read-model publisher."""
+dict in unit tests) and a dead-letter sink."""
 
 from __future__ import annotations
 

@@ -28,8 +28,10 @@ from availability.rules import CompiledRules
 log = logging.getLogger("availability.worker")
 
 # KEYS are the SKUs' hashes; ARGV[1] one msgpack array of [version, fields] per key.
-# One call writes SKUS_PER_CALL SKUs: redis-py's packing of commands and parsing of
-# replies, per call, were a fifth of a worker's time with one call per SKU.
+# One call writes SKUS_PER_CALL SKUs: with a call per SKU, redis-py's packing of commands
+# and parsing of replies were about 15% of a worker's time. Keys of several SKUs in one
+# call need one Redis (a primary, with replicas or Sentinel); on Redis Cluster the calls
+# would have to be grouped by hash slot (the keys are hash-tagged by SKU for that).
 _REPLACE_IF_NEWER: Final = """
 local items = cmsgpack.unpack(ARGV[1])
 local written = 0
