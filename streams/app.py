@@ -141,6 +141,7 @@ class Worker:
             self.rules,
             settings.windows,
             wall_clock_micros,
+            cache_skus=settings.cache_skus,
         )
         self.redis = aioredis.Redis.from_url(settings.redis_url)
         self.publisher = RedisPublisher(self.redis, self.names.redis_namespace)
@@ -233,9 +234,10 @@ class Worker:
         by_partition: dict[int, list[Record]] = defaultdict(list)
         for tp, records in batch.items():
             by_partition[tp.partition] += records
-        changed: dict[str, SkuState] = {}
+        changed: dict[str, bytes] = {}
         replies: list[tuple[str, bytes]] = []
         left_alone: set[int] = set()
+        self.processor.cache.follow_generation(self.app.consumer_generation_id)
         for partition, messages in by_partition.items():
             if partition not in owned:
                 # Fetched before a rebalance took the partition away: its new owner reads
@@ -243,8 +245,13 @@ class Worker:
                 log.info("skipped %d events of partition %d: not ours", len(messages), partition)
                 left_alone.add(partition)
                 continue
-            with self.table.in_partition(partition):
-                outcome = self.processor.handle_partition(partition, messages)
+            try:
+                with self.table.in_partition(partition):
+                    outcome = self.processor.handle_partition(partition, messages)
+            except BaseException:
+                # The cached states may hold effects that the table never got.
+                self.processor.cache.clear()
+                raise
             changed.update(outcome.changed)
             replies += outcome.replies
             for result in outcome.results:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from availability import SkuState
 from availability.rules import CompiledRules
 
 from .publisher import RedisPublisher
@@ -26,7 +25,7 @@ class AfterDurable:
         self._durable = durable
         self._publisher = publisher
         self._replies: list[tuple[str, bytes]] = []
-        self._changed: dict[str, SkuState] = {}
+        self._changed: dict[str, bytes] = {}
         self._rules: CompiledRules | None = None
         self._waiting = asyncio.Event()
         self._idle = asyncio.Event()
@@ -34,12 +33,12 @@ class AfterDurable:
 
     def add(
         self,
-        changed: Mapping[str, SkuState],
+        changed: Mapping[str, bytes],
         replies: Sequence[tuple[str, bytes]],
         rules: CompiledRules,
     ) -> None:
-        """A batch applied to the table: its changed SKUs (by SKU) and hold replies, to go
-        out."""
+        """A batch applied to the table: its changed SKUs' records (by SKU) and its hold
+        replies, to go out."""
         self._changed.update(changed)
         self._replies += replies
         self._rules = rules
@@ -52,7 +51,7 @@ class AfterDurable:
             await self._waiting.wait()
             self._waiting.clear()
             replies, self._replies = self._replies, []
-            changed, self._changed = list(self._changed.values()), {}
+            changed, self._changed = self._changed, {}
             rules = self._rules
             await self._durable()
             if replies:

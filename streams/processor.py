@@ -44,6 +44,7 @@ from availability.topics import Names
 from availability.views import bump_if_rules_move_answers
 
 from .ports import DeadLetters, StateTable
+from .state_cache import StateCache
 
 # Per-partition records that are not SKUs start with a byte no SKU can hold.
 RULES_KEY: Final = b"\x00rules"
@@ -102,7 +103,9 @@ class RulesHolder:
 
 @dataclass
 class PartitionOutcome:
-    changed: dict[str, SkuState] = field(default_factory=dict)  # to publish
+    # SKU -> its record as written, to publish. Encoded, not the state itself: the next
+    # batch may apply its events to that state in place (StateCache).
+    changed: dict[str, bytes] = field(default_factory=dict)
     results: list[BatchResult] = field(default_factory=list)  # for metrics
     invalid: int = 0
     replies: list[tuple[str, bytes]] = field(default_factory=list)  # (Redis list, reply)
@@ -121,6 +124,7 @@ class Processor:
         rules: RulesHolder,
         windows: Windows,
         clock_micros: Callable[[], int],
+        cache_skus: int = 0,
     ) -> None:
         self.names = names
         self.partitions = partitions
@@ -130,6 +134,7 @@ class Processor:
         self.windows = windows
         self.clock_micros = clock_micros
         self._control_topic = names.control_topic
+        self.cache = StateCache(cache_skus)
         # Per partition, (expires_at, sku, hold_id) of the holds placed or taken over here:
         # what tells the worker to send itself an ExpireHolds when one is due.
         self.hold_expiries: dict[int, list[tuple[int, str, str]]] = {}
@@ -169,6 +174,14 @@ class Processor:
         return event
 
     def _load(self, sku: str) -> SkuState:
+        """The SKU's state, for events: every state they load is written after them, so
+        they may change the cached one in place."""
+        cached = self.cache.get(sku)
+        return cached if cached is not None else self._load_fresh(sku)
+
+    def _load_fresh(self, sku: str) -> SkuState:
+        """The SKU's state, decoded anew: for the commands that may change a state and
+        then not write it (a hold refused part way)."""
         data = self.table.get(sku.encode())
         return decode_state(data) if data is not None else SkuState(sku=sku)
 
@@ -229,8 +242,10 @@ class Processor:
         return due[0][0] if due else None
 
     def _write(self, state: SkuState, outcome: PartitionOutcome) -> None:
-        self.table[state.sku.encode()] = encode_state(state)
-        outcome.changed[state.sku] = state
+        record = encode_state(state)
+        self.table[state.sku.encode()] = record
+        outcome.changed[state.sku] = record
+        self.cache.written(state)
 
     def _hold_command(
         self, partition: int, command: HoldCommand, now: int, outcome: PartitionOutcome
@@ -242,7 +257,7 @@ class Processor:
             loaded: dict[str, SkuState] = {}
 
             def load(sku: str) -> SkuState:
-                state = loaded[sku] = self._load(sku)
+                state = loaded[sku] = self._load_fresh(sku)
                 return state
 
             channel = self.rules.compiled.channels.get(command.channel)
@@ -267,7 +282,7 @@ class Processor:
         done = True
         committed = []
         for sku in dict.fromkeys(command.skus):
-            state = self._load(sku)
+            state = self._load_fresh(sku)
             if isinstance(command, ExtendHold):
                 changed = extend_hold(state, command.hold_id, command.expires_at)
                 if changed:
@@ -298,7 +313,7 @@ class Processor:
             _, sku, _ = heapq.heappop(due)
             skus.add(sku)
         for sku in sorted(skus):
-            state = self._load(sku)
+            state = self._load_fresh(sku)
             if expire_holds(state, now):
                 self._write(state, outcome)
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from availability import SkuState
+from availability import SkuState, decode_state
 from availability.published import Quantities, ready_key, render, sku_key
 from availability.rules import CompiledRules
 
@@ -70,17 +70,16 @@ class RedisPublisher:
         self._namespace = namespace
         self._script = client.register_script(_REPLACE_IF_NEWER)
         self.healthy = True
-        self._pending: dict[str, SkuState] = {}
+        self._pending: dict[str, bytes] = {}  # SKU -> its newest record
         self._rules: CompiledRules | None = None
         self._wake = asyncio.Event()
         self._writing = False
         # After each successful write: callback(states, each one's channel quantities).
         self.on_published: list[Callable[[Sequence[SkuState], Sequence[Quantities]], None]] = []
 
-    async def submit(self, states: Sequence[SkuState], rules: CompiledRules) -> None:
-        """Queue the SKUs' newest states for the background writer."""
-        for state in states:
-            self._pending[state.sku] = state
+    async def submit(self, records: Mapping[str, bytes], rules: CompiledRules) -> None:
+        """Queue the SKUs' newest records (by SKU) for the background writer."""
+        self._pending.update(records)
         self._rules = rules
         if self._pending:
             self._wake.set()
@@ -93,7 +92,10 @@ class RedisPublisher:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                states, self._pending = list(self._pending.values()), {}
+                # Decoded here, once per write: a SKU changed by many batches meanwhile
+                # costs one decode, and the worker's own states stay its own.
+                states = [decode_state(record) for record in self._pending.values()]
+                self._pending = {}
                 assert self._rules is not None
                 self._writing = True
                 try:

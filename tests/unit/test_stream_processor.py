@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
-from availability import Rules, decode_rules, decode_state
-from availability.control import RulesChanged, control_encoder
+from availability import Rules, SkuState, decode_rules, decode_state, encode_state
+from availability.control import ExpireHolds, PlaceHold, ReleaseHold, RulesChanged, control_encoder
+from availability.holds import HoldLineRequest
 from availability.processing import Windows
 from availability.topics import Names, partition_for
 from streams.processor import RULES_KEY, Message, Processor, RulesHolder
+from streams.state_cache import StateCache
 from tests.support.events import event
 
 NAMES = Names("u-")
@@ -39,9 +41,11 @@ class DeadLetterList(list[tuple[bytes | None, str]]):
         self.append((raw, reason))
 
 
-def processor() -> tuple[Processor, DictTable, DeadLetterList]:
+def processor(cache_skus: int = 0) -> tuple[Processor, DictTable, DeadLetterList]:
     table, dead = DictTable(), DeadLetterList()
-    made = Processor(NAMES, PARTITIONS, table, dead, RulesHolder(), Windows(), lambda: NOW_US)
+    made = Processor(
+        NAMES, PARTITIONS, table, dead, RulesHolder(), Windows(), lambda: NOW_US, cache_skus
+    )
     return made, table, dead
 
 
@@ -149,3 +153,71 @@ def test_rules_holder_keeps_the_newest_revision() -> None:
     assert not holder.offer(4, Rules())
     assert not holder.offer(1, Rules())
     assert holder.revision == 4
+
+
+def control(command: PlaceHold | ReleaseHold | ExpireHolds, offset: int) -> Message:
+    return Message(NAMES.control_topic, 0, offset, b"hold", control_encoder.encode(command))
+
+
+def place(hold_id: str, lines: dict[str, int]) -> PlaceHold:
+    requested = [HoldLineRequest(sku, qty) for sku, qty in lines.items()]
+    return PlaceHold(hold_id, hold_id, "web", requested, expires_at=NOW_US - 1)
+
+
+def test_the_cached_states_stay_what_the_table_holds_through_every_kind_of_batch() -> None:
+    """Events apply to the cached states in place; holds, expiries and rules changes go
+    around the cache and write through it. After every batch each cached state encodes to
+    the table's record, and the table ends byte for byte as without a cache."""
+    a, b = [f"SKU-{n}" for n in range(1000) if partition_for(f"SKU-{n}".encode(), PARTITIONS) == 0][
+        :2
+    ]
+    batches = [
+        [message(event("receipt", a, "DC1", qty=5)), message(event("receipt", b, "S001", qty=1))],
+        [rules_change(1, {"channels": {"web": {}}})],
+        [control(place("H1", {a: 2}), 2), message(event("sale", a, "DC1", qty=1))],
+        [control(place("H2", {a: 1, b: 9}), 3)],  # b is short: refused, nothing held
+        [message(event("sale", b, "S001", qty=1)), message(event("sale", a, "DC1", qty=1))],
+        [control(ExpireHolds(), 4), message(event("receipt", a, "DC1", qty=3))],
+        [rules_change(5, {"channels": {"web": {}}, "safety_stock": [{"units": 1}]})],
+        [message(event("count", a, "DC1", counted=4)), message(b"not json", a.encode())],
+    ]
+    cached, table, _ = processor(cache_skus=100)
+    plain, plain_table, _ = processor()
+    for batch in batches:
+        cached.handle_partition(0, batch)
+        plain.handle_partition(0, batch)
+        for sku in (a, b):
+            state = cached.cache.get(sku)
+            assert state is not None, sku
+            assert encode_state(state) == table[sku.encode()], sku
+    assert table == plain_table
+    assert decode_state(table[a.encode()]).holds == {}  # H1 expired, H2 never held
+
+
+def test_a_batch_hands_on_its_records_which_later_batches_leave_as_they_were() -> None:
+    made, _, _ = processor(cache_skus=100)
+    first = made.handle_partition(0, [message(event("receipt", "SKU-1", "DC1", qty=5))])
+    made.handle_partition(0, [message(event("sale", "SKU-1", "DC1", qty=2))])
+
+    handed_on = decode_state(first.changed["SKU-1"])
+    assert (handed_on.version, handed_on.positions["DC1"].on_hand) == (1, 5)
+
+
+def test_the_cache_keeps_the_most_recently_written_and_forgets_all_on_a_new_generation() -> None:
+    cache = StateCache(2)
+    for sku in ("A", "B", "A", "C"):
+        cache.written(SkuState(sku=sku))
+    assert [sku for sku in "ABC" if cache.get(sku) is not None] == [
+        "A",
+        "C",
+    ]  # B written least recently
+
+    cache.follow_generation(7)
+    assert len(cache) == 0
+    cache.written(SkuState(sku="D"))
+    cache.follow_generation(7)
+    assert cache.get("D") is not None  # the same generation: kept
+
+    off = StateCache(0)
+    off.written(SkuState(sku="D"))
+    assert off.get("D") is None
