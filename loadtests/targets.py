@@ -11,10 +11,10 @@ Rows = Sequence[tuple[str, str, str]]
 
 _STREAM_BOUND = (
     "one Python process, one interpreter lock, applies every event of its partitions: its "
-    "main and consumer threads take about one core between them at 40 to 55 µs of CPU an "
-    "event (the SKU record's decode, apply and encode, rendering its answers, the RocksDB, "
+    "main and consumer threads take about one core between them at 34 to 44 µs of CPU an "
+    "event (the SKU record's apply and encode, rendering its answers, the RocksDB, "
     "changelog and Redis writes, the fetch's record parsing), while the machine has CPU to "
-    "spare; a raw consumer only parses records, at 2.4 µs each. More takes more worker "
+    "spare; a raw consumer only parses records, at 2.5 µs each. More takes more worker "
     "processes, on more cores"
 )
 
