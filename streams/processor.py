@@ -181,7 +181,8 @@ class Processor:
 
     def _load_fresh(self, sku: str) -> SkuState:
         """The SKU's state, decoded anew: for the commands that may change a state and
-        then not write it (a hold refused part way)."""
+        then not write it. A hold refused part way gives back what it took, and the tests
+        see no trace of it; decoding afresh keeps the cache right even if one is left."""
         data = self.table.get(sku.encode())
         return decode_state(data) if data is not None else SkuState(sku=sku)
 
