@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 import redis
+import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.support.read_model import forget_namespace, mark_ready
@@ -56,6 +58,13 @@ def redis_client() -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(REDIS_URL)
     yield client
     client.close()
+
+
+@pytest_asyncio.fixture
+async def async_redis() -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 import redis.asyncio as aioredis
 
 from api.streaming.redis_feeds import RedisFeeds
@@ -19,7 +17,7 @@ from availability.feeds import NoFeedObserver
 from availability.published import Quantities
 from availability.rules import ChannelRule, FeedRule
 from streams.fanout import FeedPump
-from tests.support.streaming import REDIS_URL, Stack
+from tests.support.streaming import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -34,13 +32,6 @@ class OneFeed:
 
 async def no_topic(channel: str, sku: str, value: bytes) -> None:
     """The compacted topic is the worker's concern, not this test's."""
-
-
-@pytest_asyncio.fixture
-async def redis() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(REDIS_URL)
-    yield client
-    await client.aclose()
 
 
 def fan_out(redis: aioredis.Redis, namespace: str) -> tuple[FeedPump, itertools.count[int]]:
@@ -61,11 +52,11 @@ def changes(skus: range, version: int) -> list[tuple[SkuState, Quantities]]:
 
 
 async def test_a_long_poll_overtaken_by_a_trim_is_refused_with_410_not_a_gap(
-    redis: aioredis.Redis,
+    async_redis: aioredis.Redis,
 ) -> None:
     namespace = Stack().names.redis_namespace
-    pump, _ = fan_out(redis, namespace)
-    feeds = RedisFeeds(redis, redis, namespace, 1, OneFeed())
+    pump, _ = fan_out(async_redis, namespace)
+    feeds = RedisFeeds(async_redis, async_redis, namespace, 1, OneFeed())
     pump.changed(0, changes(range(3), version=1))
     await pump.pump_once()
     page = await feeds.feed("web", None, limit=100, wait_ms=0)
@@ -83,4 +74,4 @@ async def test_a_long_poll_overtaken_by_a_trim_is_refused_with_410_not_a_gap(
 
     fresh = await feeds.feed("web", None, limit=100, wait_ms=0)
     assert len(fresh.items) == RETENTION  # what the stream keeps, for a consumer from the start
-    await redis.delete(*[key async for key in redis.scan_iter(match=f"{namespace}:*")])
+    await async_redis.delete(*[key async for key in async_redis.scan_iter(match=f"{namespace}:*")])

@@ -3,10 +3,7 @@ each hash replaced whole and only by a newer version."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-import pytest_asyncio
 import redis.asyncio as aioredis
 
 from availability import CompiledRules, Rules, SkuState, channel_quantities
@@ -14,20 +11,13 @@ from availability.published import published_fields, sku_key
 from availability.rules import ChannelRule
 from availability.state import Position
 from streams.publisher import SKUS_PER_CALL, RedisPublisher
-from tests.support.streaming import REDIS_URL, Stack
+from tests.support.streaming import Stack
 
 pytestmark = pytest.mark.integration
 
 RULES = CompiledRules(
     Rules(channels={"web": ChannelRule(), "half": ChannelRule(share=0.5, buffer=1)})
 )
-
-
-@pytest_asyncio.fixture
-async def redis() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(REDIS_URL)
-    yield client
-    await client.aclose()
 
 
 def sku_at(n: int, version: int, stock: dict[str, int]) -> SkuState:
@@ -42,10 +32,10 @@ async def stored(redis: aioredis.Redis, namespace: str, state: SkuState) -> dict
 
 
 async def test_a_hash_is_replaced_whole_by_a_newer_version_and_never_by_an_older_one(
-    redis: aioredis.Redis, fresh_stack: Stack
+    async_redis: aioredis.Redis, fresh_stack: Stack
 ) -> None:
     namespace = fresh_stack.names.redis_namespace
-    publisher = RedisPublisher(redis, namespace)
+    publisher = RedisPublisher(async_redis, namespace)
     count = 2 * SKUS_PER_CALL + 5  # calls full and partial, in one round trip
     first = [sku_at(n, 2, {"DC1": 10, "S001": 4}) for n in range(count)]
     await publisher.publish(first, RULES)
@@ -57,5 +47,5 @@ async def test_a_hash_is_replaced_whole_by_a_newer_version_and_never_by_an_older
     assert quantities == [channel_quantities(state, RULES) for state in again]
     for n in range(count):
         kept = first[n] if n % 2 else again[n]
-        assert await stored(redis, namespace, kept) == published_fields(kept, RULES), n
-    assert "c:web:S001" not in await stored(redis, namespace, again[0])  # no field left over
+        assert await stored(async_redis, namespace, kept) == published_fields(kept, RULES), n
+    assert "c:web:S001" not in await stored(async_redis, namespace, again[0])  # no field left over
