@@ -7,10 +7,11 @@ embedded engine and the stream workers are thin shells around it.
 from .batch import BatchResult, DeadLetter, apply_events
 from .errors import AvailabilityError, InvalidEvent, InvalidRules, NotReady, UnknownChannel
 from .events import Event, FieldError, decode_batch_items, decode_event, decode_raw_list
+from .layout import answers_state, decode_head, load_state, sku_records
 from .processing import Applied, Outcome, Windows, apply_event, compact
 from .rules import CompiledRules, Rules, decode_rules, encode_rules, rules_from_object
 from .settings import ApiKey, Settings
-from .state import Position, SkuState, decode_state, encode_state
+from .state import Position, SkuState
 from .views import Availability, Positions, availability, channel_quantities, positions
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "UnknownChannel",
     "Windows",
     "apply_event",
+    "answers_state",
     "apply_events",
     "availability",
     "channel_quantities",
@@ -43,9 +45,10 @@ __all__ = [
     "decode_event",
     "decode_raw_list",
     "decode_rules",
-    "decode_state",
+    "decode_head",
     "encode_rules",
-    "encode_state",
+    "load_state",
     "positions",
     "rules_from_object",
+    "sku_records",
 ]

@@ -23,7 +23,7 @@ from .events import Qty
 from .ids import ChannelName, DocumentId, LocationId, Sku
 from .processing import change_order
 from .rules import CompiledChannel, CompiledRules
-from .state import HeldLine, Position, SkuHold, SkuState
+from .state import HeldLine, SkuState
 from .timeutil import MICROS_PER_SECOND, format_micros
 from .views import availability, eligible_sellable
 
@@ -204,8 +204,8 @@ def commit_hold(
     committed = []
     for line in lines:
         location = line.location or _fullest_location(state, rules, channel)
-        position = _position(state, location)
-        change_order(position, order_id, now_us, ordered=line.qty)
+        position = state.position(location)
+        change_order(state, location, order_id, now_us, ordered=line.qty)
         position.newest_at = max(position.newest_at, now_us)
         committed.append(CommittedLine(state.sku, line.qty, location))
     _bump(state, now_us)
@@ -219,6 +219,7 @@ def extend_hold(state: SkuState, hold_id: str, expires_at_us: int) -> bool:
     if hold is None:
         return False
     hold.expires_at = expires_at_us
+    state.book.touch(hold.chunk, 0)
     return True
 
 
@@ -226,9 +227,9 @@ def committed_before(state: SkuState, order_id: str) -> list[CommittedLine]:
     """The order lines a commit of `order_id` left on this SKU: what a redelivered commit
     answers with, once the hold itself is gone."""
     return [
-        CommittedLine(state.sku, position.orders[order_id].ordered, location)
-        for location, position in sorted(state.positions.items())
-        if order_id in position.orders
+        CommittedLine(state.sku, docs[order_id].ordered, location)
+        for location, docs in sorted(state.orders.items())
+        if order_id in docs
     ]
 
 
@@ -247,28 +248,28 @@ def _fullest_location(
     return min(state.positions)
 
 
-def _position(state: SkuState, location: str) -> Position:
-    position = state.positions.get(location)
-    if position is None:
-        position = state.positions[location] = Position()
-    return position
-
-
 def _take(state: SkuState, hold_id: str, line: HeldLine, expires_at_us: int) -> None:
     hold = state.holds.get(hold_id)
     if hold is None:
-        hold = state.holds[hold_id] = SkuHold(expires_at_us, [])
+        hold = state.add_hold(hold_id, expires_at_us)
     hold.lines.append(line)
-    if line.location is not None:
-        _position(state, line.location).held += line.qty
+    state.book.touch(hold.chunk, 0)
+    if line.location is None:
+        state.held_anywhere += line.qty
+    else:
+        state.position(line.location).held += line.qty
 
 
 def _give_back(state: SkuState, hold_id: str, line: HeldLine) -> None:
     hold = state.holds[hold_id]
     hold.lines.remove(line)
-    if not hold.lines:
-        del state.holds[hold_id]
-    if line.location is not None:
+    if hold.lines:
+        state.book.touch(hold.chunk, 0)
+    else:
+        state.remove_hold(hold)
+    if line.location is None:
+        state.held_anywhere -= line.qty
+    else:
         state.positions[line.location].held -= line.qty
 
 

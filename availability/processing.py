@@ -30,7 +30,7 @@ from .events import (
     TransferIn,
     TransferOut,
 )
-from .state import OrderDoc, Position, SkuState, TransferDoc
+from .state import Effect, Item, OrderDoc, Seen, SkuState, TransferDoc
 from .timeutil import MICROS_PER_DAY, MICROS_PER_HOUR
 
 
@@ -80,9 +80,8 @@ def apply_event(
             reason="older than the dedup window behind the newest event for this SKU: "
             "cannot tell whether it was already applied",
         )
-    position = state.positions.get(event.location)
-    if position is None:
-        position = state.positions[event.location] = Position()
+    location = event.location
+    position = state.position(location)
     was_oversold = position.oversold
     drift: int | None = None
     oversold_change = 0
@@ -98,68 +97,74 @@ def apply_event(
                 position.last_count_at,
                 position.last_count_id,
             ):
-                state.seen[event.event_id] = occurred
+                state.remember(event.event_id, occurred)
                 return _STALE
-            drift = _rebase(position, occurred, event.event_id, event.counted)
+            drift = _rebase(state, location, occurred, event.event_id, event.counted)
         case Sale() | Pick():
-            _on_hand_effect(position, occurred, -event.qty)
+            _on_hand_effect(state, location, occurred, -event.qty)
             if isinstance(event, Pick) and event.order_id is not None:
-                change_order(position, event.order_id, occurred, picked=event.qty)
+                change_order(state, location, event.order_id, occurred, picked=event.qty)
         case Order():
-            change_order(position, event.order_id, occurred, ordered=event.qty)
+            change_order(state, location, event.order_id, occurred, ordered=event.qty)
         case Cancel():
-            change_order(position, event.order_id, occurred, cancelled=event.qty)
+            change_order(state, location, event.order_id, occurred, cancelled=event.qty)
         case Return():
             if event.disposition == "sellable":
-                _on_hand_effect(position, occurred, event.qty)
+                _on_hand_effect(state, location, occurred, event.qty)
             else:
                 position.unsellable += event.qty
         case TransferOut():
-            _on_hand_effect(position, occurred, -event.qty)
-            destination = state.positions.get(event.to_location)
-            if destination is None:
-                destination = state.positions[event.to_location] = Position()
+            _on_hand_effect(state, location, occurred, -event.qty)
+            destination = state.position(event.to_location)
             destination_was_oversold = destination.oversold
-            _change_transfer(destination, event.transfer_id, occurred, shipped=event.qty)
+            _change_transfer(
+                state, event.to_location, event.transfer_id, occurred, shipped=event.qty
+            )
             destination.newest_at = max(destination.newest_at, occurred)
             if destination is not position:
                 oversold_change += destination.oversold - destination_was_oversold
         case TransferIn():
-            _on_hand_effect(position, occurred, event.qty)
-            _change_transfer(position, event.transfer_id, occurred, received=event.qty)
+            _on_hand_effect(state, location, occurred, event.qty)
+            _change_transfer(state, location, event.transfer_id, occurred, received=event.qty)
         case Receipt():
-            _on_hand_effect(position, occurred, event.qty)
+            _on_hand_effect(state, location, occurred, event.qty)
         case Adjust():
-            _on_hand_effect(position, occurred, event.delta)
+            _on_hand_effect(state, location, occurred, event.delta)
 
     position.newest_at = max(position.newest_at, occurred)
-    state.seen[event.event_id] = occurred
+    state.remember(event.event_id, occurred)
     state.newest_at = max(state.newest_at, occurred)
     state.version += 1
     state.updated_at = max(state.updated_at, now_us)
-    if (
-        len(state.seen) >= COMPACT_MIN_SEEN
-        and state.newest_at - state.compacted_at >= COMPACT_EVERY_US
+    if state.newest_at - state.compacted_at >= COMPACT_EVERY_US and (
+        len(state.seen) >= COMPACT_MIN_SEEN or state.book.sealed
     ):
         compact(state, windows)
     oversold_change += position.oversold - was_oversold
     return Applied(Outcome.APPLIED, drift=drift, oversold_change=oversold_change)
 
 
-def _on_hand_effect(position: Position, occurred: int, delta: int) -> None:
+def _on_hand_effect(state: SkuState, location: str, occurred: int, delta: int) -> None:
+    position = state.positions[location]
     if position.last_count_at is not None and occurred <= position.last_count_at:
         return  # already in the count
     position.on_hand += delta
-    position.effects.append((occurred, delta))
+    state.add_effect(location, occurred, delta)
 
 
-def _rebase(position: Position, occurred: int, event_id: str, counted: int) -> int:
-    """Set on_hand as of the count's time; return the drift (book minus counted)."""
-    later = [(at, delta) for at, delta in position.effects if at > occurred]
-    replayed = sum(delta for _, delta in later)
+def _rebase(state: SkuState, location: str, occurred: int, event_id: str, counted: int) -> int:
+    """Set on_hand as of the count's time; return the drift (book minus counted). The
+    effects at or before the count stay in their chunks until those expire: a later count
+    is newer, so it never replays them."""
+    position = state.positions[location]
+    later = [effect for effect in state.effects.get(location, ()) if effect.at > occurred]
+    replayed = sum(effect.delta for effect in later)
     drift = (position.on_hand - replayed) - counted
     position.on_hand = counted + replayed
-    position.effects = later
+    if later:
+        state.effects[location] = later
+    else:
+        state.effects.pop(location, None)
     position.last_count_at = occurred
     position.last_count_id = event_id
     position.last_count_drift = drift
@@ -167,7 +172,8 @@ def _rebase(position: Position, occurred: int, event_id: str, counted: int) -> i
 
 
 def change_order(
-    position: Position,
+    state: SkuState,
+    location: str,
     order_id: str,
     occurred: int,
     *,
@@ -175,45 +181,80 @@ def change_order(
     picked: int = 0,
     cancelled: int = 0,
 ) -> None:
-    doc = position.orders.get(order_id)
-    if doc is None:
-        doc = position.orders[order_id] = OrderDoc()
+    doc = state.order(location, order_id)
     before = doc.open_qty
     doc.ordered += ordered
     doc.picked += picked
     doc.cancelled += cancelled
     doc.last_at = max(doc.last_at, occurred)
-    position.reserved += doc.open_qty - before
+    state.book.touch(doc.chunk, doc.last_at)
+    state.positions[location].reserved += doc.open_qty - before
 
 
 def _change_transfer(
-    position: Position, transfer_id: str, occurred: int, *, shipped: int = 0, received: int = 0
+    state: SkuState,
+    location: str,
+    transfer_id: str,
+    occurred: int,
+    *,
+    shipped: int = 0,
+    received: int = 0,
 ) -> None:
-    doc = position.transfers.get(transfer_id)
-    if doc is None:
-        doc = position.transfers[transfer_id] = TransferDoc()
+    doc = state.transfer(location, transfer_id)
     before = doc.open_qty
     doc.shipped += shipped
     doc.received += received
     doc.last_at = max(doc.last_at, occurred)
-    position.inbound += doc.open_qty - before
+    state.book.touch(doc.chunk, doc.last_at)
+    state.positions[location].inbound += doc.open_qty - before
 
 
 def compact(state: SkuState, windows: Windows = DEFAULT_WINDOWS) -> None:
-    """Forget what no event inside the windows can touch any more: it changes no figure."""
+    """Forget what no event inside the windows can touch any more: it changes no figure.
+
+    A sealed chunk goes once every item in it is past use: event ids behind the dedup
+    window, closed documents untouched for as long, effects a count can no longer replay
+    (counted already, or behind the reconciliation window); the open chunk, written with
+    the head anyway, loses its expired items one by one. What stays in memory is what a
+    read of the stored chunks gives back."""
     dedup_cutoff = state.newest_at - windows.dedup_us
-    state.seen = {eid: at for eid, at in state.seen.items() if at >= dedup_cutoff}
-    for position in state.positions.values():
-        position.orders = {
-            oid: doc
-            for oid, doc in position.orders.items()
-            if doc.open_qty or doc.last_at >= dedup_cutoff
-        }
-        position.transfers = {
-            tid: doc
-            for tid, doc in position.transfers.items()
-            if doc.open_qty or doc.last_at >= dedup_cutoff
-        }
-        effects_cutoff = position.newest_at - windows.reconciliation_us
-        position.effects = [(at, d) for at, d in position.effects if at > effects_cutoff]
+    book = state.book
+    gone: list[Item] = []
+    for number, chunk in list(book.sealed.items()):
+        if chunk.max_at >= dedup_cutoff:
+            continue
+        if all(_expired(state, item, dedup_cutoff, windows) for item in chunk.items):
+            gone += chunk.items
+            book.drop(number)
+    kept: list[Item] = []
+    for item in book.open.items:
+        (gone if _expired(state, item, dedup_cutoff, windows) else kept).append(item)
+    book.open.items = kept
+    for item in gone:
+        state.forget(item)
+    gone_effects = {id(item) for item in gone if isinstance(item, Effect)}
+    if gone_effects:
+        for location, effects in list(state.effects.items()):
+            live = [effect for effect in effects if id(effect) not in gone_effects]
+            if live:
+                state.effects[location] = live
+            else:
+                del state.effects[location]
     state.compacted_at = state.newest_at
+
+
+def _effect_expired(state: SkuState, effect: Effect, windows: Windows) -> bool:
+    position = state.positions[effect.location]
+    if position.last_count_at is not None and effect.at <= position.last_count_at:
+        return True  # in the count already
+    return effect.at <= position.newest_at - windows.reconciliation_us  # no count reaches it
+
+
+def _expired(state: SkuState, item: Item, dedup_cutoff: int, windows: Windows) -> bool:
+    if isinstance(item, Seen):
+        return item.at < dedup_cutoff
+    if isinstance(item, Effect):
+        return _effect_expired(state, item, windows)
+    if isinstance(item, OrderDoc | TransferDoc):
+        return item.open_qty == 0 and item.last_at < dedup_cutoff
+    return False  # a hold: it ends by expiry or release

@@ -27,7 +27,6 @@ from .views import (
     Availability,
     LocationSellable,
     channel_quantity,
-    held_without_location,
     location_pool,
     positions,
 )
@@ -93,7 +92,7 @@ def render(state: SkuState, rules: CompiledRules) -> Rendered:
         (LocationSellable(p.location, p.sellable), rules.location_type(p.location))
         for p in view.positions
     ]
-    unlocated_held = held_without_location(state)
+    unlocated_held = state.held_anywhere
     for name, channel in rules.channels.items():
         eligible = [entry for entry, kind in located if channel.is_eligible(entry.location, kind)]
         pool = max(0, sum(e.sellable for e in eligible) - unlocated_held)

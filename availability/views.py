@@ -51,17 +51,10 @@ def sellable(position: Position, safety_stock: int) -> int:
     return max(0, position.on_hand - position.reserved - position.held - safety_stock)
 
 
-def held_without_location(state: SkuState) -> int:
-    """Units of live holds that name no location: SPEC 3 takes them from every pool."""
-    if not state.holds:
-        return 0
-    return sum(
-        line.qty for hold in state.holds.values() for line in hold.lines if line.location is None
-    )
-
-
 def channel_pool(state: SkuState, eligible: list[LocationSellable]) -> int:
-    return max(0, sum(entry.sellable for entry in eligible) - held_without_location(state))
+    """SPEC 3: the eligible sellable units, less the units of live holds that name no
+    location, which every pool gives up."""
+    return max(0, sum(entry.sellable for entry in eligible) - state.held_anywhere)
 
 
 def location_pool(location_sellable: int, channel_pool: int) -> int:

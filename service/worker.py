@@ -55,6 +55,8 @@ def run_worker(settings: Settings) -> int:
         runner.execute_from_commandline()
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
+    if worker.failed is not None:
+        code = code or 1  # its local tables are ahead of the changelog: never trust them
     if code == 0:
         (Path(settings.data_dir) / CLEAN_MARKER).touch()
     return code

@@ -18,14 +18,15 @@ import faust
 import redis.asyncio as aioredis
 from prometheus_client import start_http_server
 
-from availability import Settings, SkuState, decode_state
+from availability import Settings, SkuState
 from availability.control import ExpireHolds, control_encoder
+from availability.layout import HEAD, answers_state, decode_head
 from availability.memory import settle_garbage_collector
 from availability.published import Quantities
 from availability.timeutil import MICROS_PER_SECOND
 from availability.topics import STATE_TABLE, Names, partition_for
 
-from .changelog import ChangelogWriter
+from .changelog import ChangelogFailure, ChangelogWriter
 from .durable import AfterDurable
 from .fanout import FeedPump
 from .metrics import WorkerMetrics
@@ -42,6 +43,10 @@ YOUNG_GC_THRESHOLD: Final = 50_000  # see maintain(): settle_garbage_collector
 MAINTENANCE_EVERY: Final = 1.0  # seconds between checks that Redis holds our partitions
 HOLD_EXPIRY_EVERY: Final = 0.25  # seconds between looks for a hold whose time is up
 EXPIRY_RESEND_S: Final = 5.0  # an ExpireHolds not handled by then (lost in a rebalance) again
+# The changelog goes out a record batch per partition at a time (streams/changelog.py): room
+# for a round's records in one, under Kafka's default 1 MB message limit.
+CHANGELOG_BATCH_BYTES: Final = 512 * 1024
+UNMARK_TIMEOUT_S: Final = 2.0  # a failing worker's last word to Redis, if Redis answers
 
 
 def wall_clock_micros() -> int:
@@ -95,9 +100,7 @@ class Worker:
             value_serializer="raw",
             # Changelog records go out in batches rather than one produce request each.
             producer_linger=0.001,
-            # The changelog goes out a batch per partition (streams/changelog.py): room for
-            # a round's records in one, under Kafka's default 1 MB message limit.
-            producer_max_batch_size=512 * 1024,
+            producer_max_batch_size=CHANGELOG_BATCH_BYTES,
             # A killed worker's partitions move once its session times out: 10 s rather
             # than faust's 60 s keeps a takeover within seconds of a crash.
             broker_session_timeout=10.0,
@@ -123,10 +126,14 @@ class Worker:
             STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes
         )
         store: Any = faust_table.data  # faust's RocksDB store
+        self.failed: ChangelogFailure | None = None  # set when a changelog write failed
+        self._stopping: asyncio.Task[None] | None = None
         self.changelog = ChangelogWriter(
             faust_table.changelog_topic.get_topic_name(),
             lambda: cast(Any, self.app.producer)._ensure_producer(),  # faust's aiokafka one
             store.set_persisted_offset,
+            CHANGELOG_BATCH_BYTES,
+            self.changelog_failed,
         )
         self.table = PartitionedTable(faust_table, self.changelog)
         dlq = self.app.topic(self.names.dlq_topic, **raw)
@@ -147,6 +154,7 @@ class Worker:
         self.publisher = RedisPublisher(self.redis, self.names.redis_namespace)
         self.publisher.on_published.append(self.observe_published)
         self.publisher.on_published.append(self.offer_to_feeds)
+        self.publisher.on_ahead.append(self.published_ahead)
         self.after_durable = AfterDurable(self.durable, self.publisher)
         self.follower = RulesFollower(settings.kafka_bootstrap, self.names.rules_topic, self.rules)
         self.raw_topic = raw
@@ -222,9 +230,29 @@ class Worker:
 
     async def durable(self) -> None:
         """Every record produced so far is acknowledged by Kafka: the changelog's, then the
-        rest (dead letters, control messages) through faust's producer."""
-        await self.changelog.sent()
+        rest (dead letters, control messages) through faust's producer. Raises
+        ChangelogFailure once a changelog write failed: no commit or publish goes past it."""
+        await self.changelog.acknowledged()
         await producer_durable(self.app)
+
+    def changelog_failed(self, failure: ChangelogFailure) -> None:
+        """The local table is ahead of the changelog now: stop, so that a restart drops it
+        and recovers from the changelog, reapplying every event not committed."""
+        log.error("changelog write failed, the worker stops: %s", failure)
+        self.metrics.changelog_failures.inc()
+        self.failed = failure
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop_after_failure(failure))
+
+    async def _stop_after_failure(self, failure: ChangelogFailure) -> None:
+        # Readers must not take this worker's partitions for ready while nobody owns them.
+        owned = sorted(self.active_partitions())
+        try:
+            async with asyncio.timeout(UNMARK_TIMEOUT_S):
+                await self.publisher.unmark_ready(owned, self.instance_id)
+        except Exception as exc:  # Redis may be failing too: the stop matters more
+            log.error("could not withdraw the ready marks of partitions %s: %r", owned, exc)
+        await self.app.crash(failure)
 
     def handle(self, batch: RecordBatch) -> set[int]:
         """Apply one fetch's records, whole, before anything else runs (see BatchDelivery);
@@ -332,6 +360,27 @@ class Worker:
         for state in states:
             self.metrics.sync_lag.observe(max(0.0, now - state.newest_at / MICROS_PER_SECOND))
 
+    def published_ahead(self, states: Sequence[SkuState]) -> None:
+        """Redis holds a newer version of these SKUs than this worker's table: the table
+        lost writes, unless the partition moved meanwhile and its new owner wrote them."""
+        if self.reassigning():
+            return
+        owned = self.active_partitions()
+        lost = [
+            state
+            for state in states
+            if partition_for(state.sku.encode(), self.settings.partitions) in owned
+        ]
+        if lost:
+            self.metrics.published_ahead.inc(len(lost))
+            log.error(
+                "redis holds newer versions than the table for %d SKUs (%s at version %d, "
+                "first of them): table writes were lost; see `availability sku-history`",
+                len(lost),
+                lost[0].sku,
+                lost[0].version,
+            )
+
     def active_partitions(self) -> set[int]:
         topics = set(self.names.inventory_topics)
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic in topics}
@@ -366,10 +415,10 @@ class Worker:
             await self.rebuild(partition)
 
     def partition_states(self, partition: int) -> list[SkuState]:
+        """Every SKU of the partition as its head has it: what answers and feeds need."""
         return [
-            decode_state(value)
-            for key, value in self.table.partition_items(partition)
-            if not key.startswith(b"\x00")
+            answers_state(decode_head(value))
+            for _, value in self.table.partition_items(partition, HEAD)
         ]
 
     async def rebuild(self, partition: int) -> None:
@@ -378,7 +427,7 @@ class Worker:
         await self.publisher.publish(states, self.rules.compiled)
         if partition not in self.active_partitions():
             return  # taken away while we published: its new owner will rebuild it
-        self.processor.remember_holds(partition, states)
+        self.processor.remember_holds(partition, self.table.reader(partition))
         await self.fanout.adopt(partition, states, self.rules.compiled)
         await self.publisher.mark_ready(partition, self.instance_id)
         self.metrics.rebuilds.inc()

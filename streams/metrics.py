@@ -48,6 +48,17 @@ class WorkerMetrics:
             buckets=LAG_BUCKETS,
             registry=self.registry,
         )
+        self.changelog_failures = Counter(
+            "availability_changelog_write_failures",
+            "Changelog record batches Kafka did not take: the worker stops on the first",
+            registry=self.registry,
+        )
+        self.published_ahead = Counter(
+            "availability_published_ahead_of_table",
+            "SKUs whose answer in Redis has a newer version than this worker's table: only a "
+            "lost table write can cause it",
+            registry=self.registry,
+        )
         self.rebuilds = Counter(
             "availability_read_model_rebuilds",
             "Partitions republished whole to Redis (takeover, restart, flush)",

@@ -3,19 +3,28 @@ dict in unit tests) and a dead-letter sink."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
+
+from availability.layout import Record
 
 
 class StateTable(Protocol):
-    """A partition-local key/value table of encoded records (faust's Table in production)."""
+    """A sorted, partition-local key/value table of records (faust's table in production),
+    read and written within one partition at a time."""
 
     def get(self, key: bytes) -> bytes | None: ...
 
-    def __setitem__(self, key: bytes, value: bytes) -> None: ...
+    def scan(self, prefix: bytes) -> Iterable[tuple[bytes, bytes]]:
+        """The current partition's records under `prefix`, in key order."""
+        ...
 
-    def partition_items(self, partition: int) -> Iterable[tuple[bytes, bytes]]:
-        """Every record of one partition, including the ones that are not SKUs."""
+    def write(self, records: Sequence[Record]) -> None:
+        """One SKU's records of one write (a None value deletes): stored whole or not at all."""
+        ...
+
+    def partition_items(self, partition: int, prefix: bytes) -> Iterable[tuple[bytes, bytes]]:
+        """A partition's records under `prefix`, in key order."""
         ...
 
 

@@ -1,9 +1,9 @@
 """One partition's share of a batch: decode, dead-letter, apply, write the table.
 
 The worker is the single writer of every SKU of its partitions. Faust commits offsets
-apart from table writes, so a crash redelivers; the dedup ids live in the same table
-record as the positions, so a redelivered event is a duplicate and state is effectively
-once on at-least-once delivery.
+apart from table writes, so a crash redelivers; a SKU's dedup ids are written in the same
+group of records as its positions (availability/layout.py), stored whole or not at all, so
+a redelivered event is a duplicate and state is effectively once on at-least-once delivery.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Final, Protocol
 
 import msgspec
 
-from availability import SkuState, Windows, apply_events, decode_state, encode_state
+from availability import SkuState, Windows, apply_events
 from availability.batch import BatchResult
 from availability.control import (
     CommitHold,
@@ -39,6 +39,15 @@ from availability.holds import (
     place_hold,
     release_hold,
 )
+from availability.layout import (
+    HEAD,
+    RecordReader,
+    decode_head,
+    load_state,
+    read_state,
+    sku_of_head,
+    sku_records,
+)
 from availability.rules import CompiledRules, Rules
 from availability.topics import Names
 from availability.views import bump_if_rules_move_answers
@@ -46,8 +55,12 @@ from availability.views import bump_if_rules_move_answers
 from .ports import DeadLetters, StateTable
 from .state_cache import StateCache
 
-# Per-partition records that are not SKUs start with a byte no SKU can hold.
+# Per-partition records that are not SKUs start with a byte no SKU record key starts with.
 RULES_KEY: Final = b"\x00rules"
+# A SKU's events applied before its state is written: a bestseller's batch is written in
+# pieces, so that one write (its head, new chunks and the older chunks whose documents
+# those events changed) stays well inside one Kafka record batch.
+MAX_EVENTS_PER_WRITE: Final = 64
 
 
 class Record(Protocol):
@@ -103,8 +116,8 @@ class RulesHolder:
 
 @dataclass
 class PartitionOutcome:
-    # SKU -> its record as written, to publish. Encoded, not the state itself: the next
-    # batch may apply its events to that state in place (StateCache).
+    # SKU -> its head record as written, to publish. Encoded, not the state itself: the
+    # next batch may apply its events to that state in place (StateCache).
     changed: dict[str, bytes] = field(default_factory=dict)
     results: list[BatchResult] = field(default_factory=list)  # for metrics
     invalid: int = 0
@@ -144,17 +157,22 @@ class Processor:
         outcome = PartitionOutcome()
         now = self.clock_micros()
         run: list[tuple[Record, Event]] = []
+        per_sku: dict[str, int] = {}
         for message in messages:
             if message.topic == self._control_topic:
                 self._apply_run(run, now, outcome)
-                run = []
+                run, per_sku = [], {}
                 self._control(partition, message, now, outcome)
                 continue
             event = self._decode(message, partition, now)
             if event is None:
                 outcome.invalid += 1
-            else:
-                run.append((message, event))
+                continue
+            if per_sku.get(event.sku, 0) >= MAX_EVENTS_PER_WRITE:
+                self._apply_run(run, now, outcome)
+                run, per_sku = [], {}
+            per_sku[event.sku] = per_sku.get(event.sku, 0) + 1
+            run.append((message, event))
         self._apply_run(run, now, outcome)
         return outcome
 
@@ -174,17 +192,11 @@ class Processor:
         return event
 
     def _load(self, sku: str) -> SkuState:
-        """The SKU's state, for events: every state they load is written after them, so
-        they may change the cached one in place."""
+        """The SKU's state, to change in place: events and holds write every state they
+        change, and a refused hold gives back exactly what it took (its lines went to the
+        open chunk and leave it as they came), so the cached state stays the table's."""
         cached = self.cache.get(sku)
-        return cached if cached is not None else self._load_fresh(sku)
-
-    def _load_fresh(self, sku: str) -> SkuState:
-        """The SKU's state, decoded anew: for the commands that may change a state and
-        then not write it. A hold refused part way gives back what it took, and the tests
-        see no trace of it; decoding afresh keeps the cache right even if one is left."""
-        data = self.table.get(sku.encode())
-        return decode_state(data) if data is not None else SkuState(sku=sku)
+        return cached if cached is not None else read_state(self.table, sku)
 
     def _apply_run(
         self, run: list[tuple[Record, Event]], now: int, outcome: PartitionOutcome
@@ -231,22 +243,28 @@ class Processor:
             key = reply_list(self.names.redis_namespace, control)
             outcome.replies.append((key, _reply_encoder.encode(reply)))
 
-    def remember_holds(self, partition: int, states: Sequence[SkuState]) -> None:
-        """A partition taken over: the expiry times of the holds its SKUs carry."""
+    def remember_holds(self, partition: int, reader: RecordReader) -> None:
+        """A partition taken over: the expiry times of the holds its SKUs carry (the heads
+        say which SKUs carry any)."""
         due = self.hold_expiries.setdefault(partition, [])
-        for state in states:
-            for hold_id, hold in state.holds.items():
-                heapq.heappush(due, (hold.expires_at, state.sku, hold_id))
+        for key, value in reader.scan(HEAD):
+            if decode_head(value).holds:
+                state = read_state(reader, sku_of_head(key))
+                for hold_id, hold in state.holds.items():
+                    heapq.heappush(due, (hold.expires_at, state.sku, hold_id))
 
     def next_hold_due(self, partition: int) -> int | None:
         due = self.hold_expiries.get(partition)
         return due[0][0] if due else None
 
-    def _write(self, state: SkuState, outcome: PartitionOutcome) -> None:
-        record = encode_state(state)
-        self.table[state.sku.encode()] = record
-        outcome.changed[state.sku] = record
-        self.cache.written(state)
+    def _write(self, state: SkuState, outcome: PartitionOutcome, *, cache: bool = True) -> None:
+        records = sku_records(state)
+        self.table.write(records)
+        head = records[-1][1]
+        assert head is not None, "a SKU's records end with its head"
+        outcome.changed[state.sku] = head
+        if cache:
+            self.cache.written(state)
 
     def _hold_command(
         self, partition: int, command: HoldCommand, now: int, outcome: PartitionOutcome
@@ -258,7 +276,7 @@ class Processor:
             loaded: dict[str, SkuState] = {}
 
             def load(sku: str) -> SkuState:
-                state = loaded[sku] = self._load_fresh(sku)
+                state = loaded[sku] = self._load(sku)
                 return state
 
             channel = self.rules.compiled.channels.get(command.channel)
@@ -283,7 +301,7 @@ class Processor:
         done = True
         committed = []
         for sku in dict.fromkeys(command.skus):
-            state = self._load_fresh(sku)
+            state = self._load(sku)
             if isinstance(command, ExtendHold):
                 changed = extend_hold(state, command.hold_id, command.expires_at)
                 if changed:
@@ -314,7 +332,7 @@ class Processor:
             _, sku, _ = heapq.heappop(due)
             skus.add(sku)
         for sku in sorted(skus):
-            state = self._load_fresh(sku)
+            state = self._load(sku)
             if expire_holds(state, now):
                 self._write(state, outcome)
 
@@ -328,12 +346,17 @@ class Processor:
         if change.revision <= before.revision:
             return
         old, new = CompiledRules(before.rules), CompiledRules(change.rules)
-        for key, value in list(self.table.partition_items(partition)):
-            if key.startswith(b"\x00"):
-                continue
-            state = decode_state(value)
+        for key, value in list(self.table.partition_items(partition, HEAD)):
+            # A version bump changes the head alone: a SKU not in the cache is read without
+            # its sealed chunks (a rules change does not read a week of dedup ids), written
+            # back with them untouched, and not cached, since it is not whole.
+            state = self.cache.get(sku_of_head(key))
+            whole = state is not None
+            if state is None:
+                state = load_state(decode_head(value), ())
             if bump_if_rules_move_answers(state, old, new, now):
-                self._write(state, outcome)
-        self.table[RULES_KEY] = _partition_rules_encoder.encode(
+                self._write(state, outcome, cache=whole)
+        rules_record = _partition_rules_encoder.encode(
             PartitionRules(change.revision, change.rules)
         )
+        self.table.write([(RULES_KEY, rules_record)])

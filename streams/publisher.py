@@ -21,7 +21,8 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from availability import SkuState, decode_state
+from availability import SkuState
+from availability.layout import answers_state, decode_head
 from availability.published import Quantities, ready_key, render, sku_key
 from availability.rules import CompiledRules
 
@@ -35,6 +36,7 @@ log = logging.getLogger("availability.worker")
 _REPLACE_IF_NEWER: Final = """
 local items = cmsgpack.unpack(ARGV[1])
 local written = 0
+local ahead = {}
 for i, key in ipairs(KEYS) do
   local version, fields = items[i][1], items[i][2]
   local current = tonumber(redis.call('HGET', key, 'v') or '-1')
@@ -48,9 +50,11 @@ for i, key in ipairs(KEYS) do
     end
     if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
     written = written + 1
+  elseif current > version then
+    ahead[#ahead + 1] = i
   end
 end
-return written
+return {written, ahead}
 """
 # A script runs alone in Redis: small calls keep the API's reads flowing between them.
 SKUS_PER_CALL: Final = 32
@@ -76,9 +80,11 @@ class RedisPublisher:
         self._writing = False
         # After each successful write: callback(states, each one's channel quantities).
         self.on_published: list[Callable[[Sequence[SkuState], Sequence[Quantities]], None]] = []
+        # The states whose SKU Redis holds at a newer version than the one written.
+        self.on_ahead: list[Callable[[Sequence[SkuState]], None]] = []
 
     async def submit(self, records: Mapping[str, bytes], rules: CompiledRules) -> None:
-        """Queue the SKUs' newest records (by SKU) for the background writer."""
+        """Queue the SKUs' newest head records (by SKU) for the background writer."""
         self._pending.update(records)
         self._rules = rules
         if self._pending:
@@ -94,7 +100,7 @@ class RedisPublisher:
             while self._pending:
                 # Decoded here, once per write: a SKU changed by many batches meanwhile
                 # costs one decode, and the worker's own states stay its own.
-                states = [decode_state(record) for record in self._pending.values()]
+                states = [answers_state(decode_head(head)) for head in self._pending.values()]
                 self._pending = {}
                 assert self._rules is not None
                 self._writing = True
@@ -132,7 +138,15 @@ class RedisPublisher:
                 # Text, so msgpack strings: Redis's cmsgpack predates the bin type.
                 items.append((state.version, rendered.fields))
             await self._script(keys=keys, args=[_pack(items)], client=pipe)
-        await pipe.execute()
+        replies = await pipe.execute()
+        ahead = [
+            states[call * SKUS_PER_CALL + index - 1]
+            for call, (_, indexes) in enumerate(replies)
+            for index in indexes
+        ]
+        if ahead:
+            for callback in self.on_ahead:
+                callback(ahead)
         return quantities
 
     async def reply(self, replies: Sequence[tuple[str, bytes]]) -> None:
@@ -152,6 +166,15 @@ class RedisPublisher:
         await self._retrying(
             lambda: self._client.hset(ready_key(self._namespace), str(partition), owner)
         )
+
+    async def unmark_ready(self, partitions: Sequence[int], owner: str) -> None:
+        """Withdraw this worker's ready marks of `partitions` (those another took are kept).
+        Tried once: it is a failing worker's last word."""
+        key = ready_key(self._namespace)
+        owners = await self._client.hmget(key, [str(p) for p in partitions])
+        mine = [str(p) for p, who in zip(partitions, owners, strict=True) if who == owner.encode()]
+        if mine:
+            await self._client.hdel(key, *mine)
 
     async def ready_owners(self) -> dict[int, str]:
         raw = await self._retrying(lambda: self._client.hgetall(ready_key(self._namespace)))

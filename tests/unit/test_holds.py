@@ -172,7 +172,7 @@ def test_commit_turns_a_located_line_into_an_order_that_picks_then_apply_to() ->
     committed = commit_hold(state, "H1", "ORD-9", RULES, RULES.channels["web"], NOW_US)
 
     assert [(c.sku, c.qty, c.location) for c in committed or []] == [(SKU, 3, STORE)]
-    assert state.positions[STORE].orders["ORD-9"].open_qty == 3
+    assert state.orders[STORE]["ORD-9"].open_qty == 3
     assert (state.positions[STORE].reserved, state.positions[STORE].held) == (3, 0)
     assert quantity(state) == 7  # the same units, now reserved by the order
     apply_event(state, pick(2, order_id="ORD-9", location=STORE, minutes=1), NOW_US)
@@ -196,7 +196,7 @@ def test_commit_puts_a_line_without_a_location_where_the_channel_sells_most(
     committed = commit_hold(state, "H1", "H1", RULES, RULES.channels["web"], NOW_US)
 
     assert [c.location for c in committed or []] == [expected]
-    assert state.positions[expected].orders["H1"].open_qty == 2
+    assert state.orders[expected]["H1"].open_qty == 2
 
 
 def test_racing_holds_never_take_more_than_was_sellable() -> None:

@@ -1,17 +1,23 @@
 """The worker's table on real RocksDB databases (one per partition, as faust keeps them): a
 batch's writes are read back within the batch, land in one write batch when it ends, and
-go to the changelog once each; a batch that raises writes nothing."""
+go to the changelog group by group, each group whole in one record batch; a batch that
+raises writes nothing; a record batch Kafka refuses stops every later commit."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
+from aiokafka.errors import KafkaError
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch
 from rocksdict import Options, Rdict
 
-from streams.changelog import ChangelogWriter
+from streams.changelog import ChangelogFailure, ChangelogWriter, record_batches
 from streams.table import PartitionedTable
 
 
@@ -52,51 +58,149 @@ def store(tmp_path: Path) -> Iterator[RocksStore]:
     opened.close()
 
 
-def waiting(changelog: ChangelogWriter) -> dict[int, list[tuple[bytes, bytes]]]:
-    return {p: list(records) for p, records in changelog._waiting.items()}
+def waiting(changelog: ChangelogWriter) -> dict[int, list[list[tuple[bytes, bytes | None]]]]:
+    return {p: [list(group) for group in groups] for p, groups in changelog._waiting.items()}
+
+
+def writer(producer: Any = no_producer, on_failure: Any = lambda failure: None) -> ChangelogWriter:
+    return ChangelogWriter("t-changelog", producer, lambda tp, offset: None, 4096, on_failure)
 
 
 def test_a_batch_reads_its_own_writes_and_writes_them_once_it_ends(store: RocksStore) -> None:
-    changelog = ChangelogWriter("t-changelog", no_producer, lambda tp, offset: None)
+    changelog = writer()
     table = PartitionedTable(FaustTable(store), changelog)
-    store._db_for_partition(1)[b"old"] = b"v0"
-    store._db_for_partition(1)[b"kept"] = b"k0"
+    store._db_for_partition(1)[b"hold"] = b"v0"
+    store._db_for_partition(1)[b"hkept"] = b"k0"
+    store._db_for_partition(1)[b"hgone"] = b"g0"
 
     with table.in_partition(1):
-        table[b"old"] = b"v1"
-        table[b"new"] = b"n1"
-        table[b"old"] = b"v2"
-        assert table.get(b"old") == b"v2"
-        assert table.get(b"kept") == b"k0"
-        assert dict(table.partition_items(1)) == {b"old": b"v2", b"kept": b"k0", b"new": b"n1"}
-        assert store._db_for_partition(1).get(b"old") == b"v0"  # not before the batch ends
+        table.write([(b"hold", b"v1"), (b"hnew", b"n1")])
+        table.write([(b"hold", b"v2"), (b"hgone", None)])
+        assert table.get(b"hold") == b"v2"
+        assert table.get(b"hkept") == b"k0"
+        assert table.get(b"hgone") is None  # deleted within the batch, though still stored
+        expected = [(b"hkept", b"k0"), (b"hnew", b"n1"), (b"hold", b"v2")]
+        assert list(table.scan(b"h")) == expected  # in key order, the batch's writes in
+        assert list(table.partition_items(1, b"h")) == expected
+        assert store._db_for_partition(1).get(b"hold") == b"v0"  # not before the batch ends
 
-    assert dict(table.partition_items(1)) == {b"old": b"v2", b"kept": b"k0", b"new": b"n1"}
-    assert waiting(changelog) == {1: [(b"old", b"v2"), (b"new", b"n1")]}
+    assert list(table.partition_items(1, b"h")) == expected
+    assert store._db_for_partition(1).get(b"hgone") is None
+    # Every group goes to the changelog whole, in order: no record of one is dropped for
+    # a newer value in a later one, which would leave the earlier group incomplete.
+    assert waiting(changelog) == {
+        1: [[(b"hold", b"v1"), (b"hnew", b"n1")], [(b"hold", b"v2"), (b"hgone", None)]]
+    }
 
 
 def test_a_batch_that_raises_writes_nothing_anywhere(store: RocksStore) -> None:
-    changelog = ChangelogWriter("t-changelog", no_producer, lambda tp, offset: None)
+    changelog = writer()
     table = PartitionedTable(FaustTable(store), changelog)
 
     def a_batch_with_a_bug() -> None:
         with table.in_partition(0):
-            table[b"a"] = b"1"
+            table.write([(b"ha", b"1")])
             raise RuntimeError("a bug in the middle of a batch")
 
     with pytest.raises(RuntimeError):
         a_batch_with_a_bug()
 
-    assert dict(table.partition_items(0)) == {}
+    assert list(table.partition_items(0, b"h")) == []
     assert waiting(changelog) == {}
     with table.in_partition(0):
-        assert table.get(b"a") is None
+        assert table.get(b"ha") is None
 
 
 def test_another_partition_does_not_see_the_batch(store: RocksStore) -> None:
-    changelog = ChangelogWriter("t-changelog", no_producer, lambda tp, offset: None)
-    table = PartitionedTable(FaustTable(store), changelog)
+    table = PartitionedTable(FaustTable(store), writer())
 
     with table.in_partition(2):
-        table[b"x"] = b"1"
-        assert dict(table.partition_items(3)) == {}
+        table.write([(b"hx", b"1")])
+        assert list(table.partition_items(3, b"h")) == []
+        assert list(table.reader(2).scan(b"h")) == []  # a reader sees what is stored only
+
+
+class BatchProducer:
+    """aiokafka's record batches, and what was sent, with each send's acknowledgement."""
+
+    def __init__(self, max_bytes: int, fail: bool = False) -> None:
+        self.max_bytes = max_bytes
+        self.fail = fail
+        self.sent: list[list[tuple[bytes, bytes | None]]] = []
+
+    def create_batch(self) -> BatchBuilder:
+        return BatchBuilder(2, self.max_bytes, 0, is_transactional=False)
+
+    async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> Any:
+        records = DefaultRecordBatch(bytearray(batch._build()))
+        self.sent.append([(bytes(r.key), r.value and bytes(r.value)) for r in records])
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.fail:
+            done.set_exception(KafkaError("MessageSizeTooLargeError"))
+        else:
+            done.set_result(SimpleNamespace(offset=len(self.sent) * 100))
+        return done
+
+
+def group(name: bytes, records: int, value_bytes: int) -> list[tuple[bytes, bytes | None]]:
+    return [(name + bytes([n]), b"v" * value_bytes) for n in range(records)]
+
+
+def test_a_group_of_records_never_spans_two_record_batches() -> None:
+    producer = BatchProducer(max_bytes=1000)
+    groups = [group(b"a", 3, 150), group(b"b", 3, 150), group(b"c", 1, 10), group(b"d", 5, 100)]
+
+    batches = list(record_batches(cast(Any, producer), groups, 1000))
+
+    contents = [
+        [bytes(r.key) for r in DefaultRecordBatch(bytearray(batch._build()))] for batch in batches
+    ]
+    keys = [[key for key, _ in g] for g in groups]
+    # Whole groups only, in order: a and b do not fit one batch together, nor b, c and d.
+    assert contents == [keys[0], keys[1] + keys[2], keys[3]]
+
+
+def test_a_group_too_large_for_any_record_batch_is_refused_before_anything_is_sent() -> None:
+    with pytest.raises(ChangelogFailure, match="does not fit"):
+        list(record_batches(cast(Any, BatchProducer(1000)), [group(b"a", 10, 200)], 1000))
+
+
+async def test_a_record_batch_kafka_refuses_fails_every_later_wait_and_books_nothing() -> None:
+    producer = BatchProducer(max_bytes=4096, fail=True)
+    failures: list[ChangelogFailure] = []
+    booked: list[int] = []
+    changelog = ChangelogWriter(
+        "t-changelog",
+        lambda: producer,
+        lambda tp, offset: booked.append(offset),
+        4096,
+        failures.append,
+    )
+    changelog.add(0, [group(b"a", 2, 10)])
+
+    with pytest.raises(ChangelogFailure, match="did not take"):
+        await changelog.acknowledged()
+    changelog.add(0, [group(b"b", 1, 10)])
+    with pytest.raises(ChangelogFailure):
+        await changelog.acknowledged()  # never again: the worker must stop
+
+    assert len(failures) == 1
+    assert booked == []  # faust's recovery offset never moves past a lost batch
+    assert len(producer.sent) == 1  # nothing more is produced after the failure
+
+
+async def test_acknowledged_batches_book_their_last_offsets_in_order() -> None:
+    producer = BatchProducer(max_bytes=4096)
+    booked: list[tuple[int, int]] = []
+    changelog = ChangelogWriter(
+        "t-changelog",
+        lambda: producer,
+        lambda tp, offset: booked.append((tp.partition, offset)),
+        4096,
+    )
+    changelog.add(0, [group(b"a", 2, 10)])
+    changelog.add(1, [group(b"b", 3, 10)])
+
+    await changelog.acknowledged()
+
+    assert booked == [(0, 101), (1, 202)]  # base offset + the batch's last record

@@ -4,28 +4,24 @@ what gets dead-lettered, what is written, and how a rules change moves versions.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from availability import Rules, SkuState, decode_rules, decode_state, encode_state
+from availability import Rules, SkuState, decode_rules
 from availability.control import ExpireHolds, PlaceHold, ReleaseHold, RulesChanged, control_encoder
 from availability.holds import HoldLineRequest
+from availability.layout import answers_state, decode_head, read_state
 from availability.processing import Windows
 from availability.topics import Names, partition_for
 from streams.processor import RULES_KEY, Message, Processor, RulesHolder
 from streams.state_cache import StateCache
 from tests.support.events import event
+from tests.support.tables import MemoryTable, assert_stored_as
 
 NAMES = Names("u-")
 PARTITIONS = 4
 NOW_US = 4_000_000_000_000_000  # far after every test event
-
-
-class DictTable(dict[bytes, bytes]):
-    def partition_items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
-        return iter([(k, v) for k, v in self.items() if partition_for(k, PARTITIONS) == partition])
 
 
 class DeadLetterList(list[tuple[bytes | None, str]]):
@@ -41,8 +37,8 @@ class DeadLetterList(list[tuple[bytes | None, str]]):
         self.append((raw, reason))
 
 
-def processor(cache_skus: int = 0) -> tuple[Processor, DictTable, DeadLetterList]:
-    table, dead = DictTable(), DeadLetterList()
+def processor(cache_skus: int = 0) -> tuple[Processor, MemoryTable, DeadLetterList]:
+    table, dead = MemoryTable(PARTITIONS), DeadLetterList()
     made = Processor(
         NAMES, PARTITIONS, table, dead, RulesHolder(), Windows(), lambda: NOW_US, cache_skus
     )
@@ -69,7 +65,7 @@ def test_valid_events_are_applied_and_written_once_per_sku() -> None:
     )
     assert not dead
     assert list(outcome.changed) == ["SKU-1"]
-    assert decode_state(table[b"SKU-1"]).positions["DC1"].on_hand == 7
+    assert read_state(table, "SKU-1").positions["DC1"].on_hand == 7
 
 
 @pytest.mark.parametrize(
@@ -96,7 +92,7 @@ def test_what_cannot_apply_is_dead_lettered_with_its_bytes_and_nothing_is_writte
     assert outcome.invalid == 1
     assert dead == [(sent.value, dead[0][1])]
     assert reason in dead[0][1]
-    assert not table
+    assert not table.records
 
 
 def test_a_count_too_old_to_rebase_is_dead_lettered_by_the_core() -> None:
@@ -130,14 +126,14 @@ def test_a_rules_change_bumps_only_the_skus_of_its_partition_whose_answers_move(
     here, elsewhere = sku_in(0), sku_in(1)
     made.handle_partition(0, [message(event("receipt", here, "S1", qty=5))])
     made.handle_partition(1, [message(event("receipt", elsewhere, "S1", qty=5))])
-    before = {sku: decode_state(table[sku.encode()]).version for sku in (here, elsewhere)}
+    before = {sku: read_state(table, sku).version for sku in (here, elsewhere)}
 
     outcome = made.handle_partition(0, [rules_change(3, {"channels": {"web": {}}})])
     assert list(outcome.changed) == [here]
-    assert decode_state(table[here.encode()]).version == before[here] + 1
-    assert decode_state(table[elsewhere.encode()]).version == before[elsewhere]
+    assert read_state(table, here).version == before[here] + 1
+    assert read_state(table, elsewhere).version == before[elsewhere]
     assert made.rules.revision == 3
-    assert RULES_KEY in table
+    assert RULES_KEY in table.records
 
     # The same revision again, or an older one, changes nothing.
     assert not made.handle_partition(0, [rules_change(3, {"channels": {"web": {}}})]).changed
@@ -165,9 +161,9 @@ def place(hold_id: str, lines: dict[str, int]) -> PlaceHold:
 
 
 def test_the_cached_states_stay_what_the_table_holds_through_every_kind_of_batch() -> None:
-    """Events apply to the cached states in place; holds, expiries and rules changes go
-    around the cache and write through it. After every batch each cached state encodes to
-    the table's record, and the table ends byte for byte as without a cache."""
+    """Events and holds apply to the cached states in place; expiries and rules changes
+    write through them. After every batch each cached state is exactly what the table holds
+    (its head and sealed chunks), and the table ends byte for byte as without a cache."""
     a, b = [f"SKU-{n}" for n in range(1000) if partition_for(f"SKU-{n}".encode(), PARTITIONS) == 0][
         :2
     ]
@@ -189,9 +185,9 @@ def test_the_cached_states_stay_what_the_table_holds_through_every_kind_of_batch
         for sku in (a, b):
             state = cached.cache.get(sku)
             assert state is not None, sku
-            assert encode_state(state) == table[sku.encode()], sku
-    assert table == plain_table
-    assert decode_state(table[a.encode()]).holds == {}  # H1 expired, H2 never held
+            assert_stored_as(state, table)
+    assert table.records == plain_table.records
+    assert read_state(table, a).holds == {}  # H1 expired, H2 never held
 
 
 def test_a_batch_hands_on_its_records_which_later_batches_leave_as_they_were() -> None:
@@ -199,7 +195,7 @@ def test_a_batch_hands_on_its_records_which_later_batches_leave_as_they_were() -
     first = made.handle_partition(0, [message(event("receipt", "SKU-1", "DC1", qty=5))])
     made.handle_partition(0, [message(event("sale", "SKU-1", "DC1", qty=2))])
 
-    handed_on = decode_state(first.changed["SKU-1"])
+    handed_on = answers_state(decode_head(first.changed["SKU-1"]))
     assert (handed_on.version, handed_on.positions["DC1"].on_hand) == (1, 5)
 
 

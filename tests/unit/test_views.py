@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from availability.rules import CompiledRules
-from availability.state import HeldLine, Position, SkuHold, SkuState
+from availability.state import Position, SkuState
 from availability.timeutil import format_micros
 from availability.views import (
     LocationSellable,
@@ -216,7 +216,7 @@ def test_units_held_without_a_location_come_off_the_pool(held: int, expected: in
 
     state = _stocked()
     if held:
-        state.holds = {"H1": SkuHold(expires_at=1, lines=[HeldLine(None, held)])}
+        state.held_anywhere = held  # units of live holds that name no location
 
     answer = availability(state, rules, rules.channels["web"])
 
