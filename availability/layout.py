@@ -71,7 +71,8 @@ def sku_of_head(key: bytes) -> str:
 
 def sku_records(state: SkuState) -> list[Record]:
     """The records a write of `state` stores: its changed and emptied chunks, then its head.
-    The state's book then counts it as written."""
+    Once they are stored, `written(state)` says so; until then a new call gives them again
+    (with whatever changed since), so a write that failed loses nothing."""
     book = state.book
     if book.partial:
         raise ValueError(f"SKU {state.sku!r} was read for answers only and cannot be written")
@@ -82,9 +83,13 @@ def sku_records(state: SkuState) -> list[Record]:
     ]
     records += [(chunk_key(state.sku, number), None) for number in sorted(book.dropped)]
     records.append((head_key(state.sku), encode_head(state)))
-    book.dirty.clear()
-    book.dropped.clear()
     return records
+
+
+def written(state: SkuState) -> None:
+    """The records `sku_records` last gave for `state` are stored."""
+    state.book.dirty.clear()
+    state.book.dropped.clear()
 
 
 def encode_head(state: SkuState) -> bytes:
@@ -106,6 +111,10 @@ def encode_head(state: SkuState) -> bytes:
 
 def decode_head(data: bytes) -> SkuHead:
     return _head_decoder.decode(data)
+
+
+def chunk_items(data: bytes) -> list[Item]:
+    return _chunk_decoder.decode(data)
 
 
 def has_chunks(head: SkuHead) -> bool:
@@ -153,7 +162,7 @@ def load_state(head: SkuHead, chunks: Iterable[tuple[bytes, bytes]]) -> SkuState
     book = state.book = Book(head.chunk)
     for key, value in chunks:
         number = int.from_bytes(key[-_CHUNK_NUMBER_BYTES:], "big")
-        book.sealed[number] = _indexed(state, number, _chunk_decoder.decode(value))
+        book.sealed[number] = _indexed(state, number, chunk_items(value))
     book.open = _indexed(state, head.chunk, head.items)
     return state
 

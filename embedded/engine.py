@@ -8,6 +8,11 @@ memory, dirty, until a checkpoint writes them and drops the log behind them. On 
 log left after the last checkpoint is replayed; replaying an event already in a
 checkpointed SKU is a duplicate by its event_id, so a replay never counts twice.
 
+A SKU's state in memory is whole (its head and every chunk, `availability/layout.py`), and
+it knows which of its chunks changed since it was last written: a write stores only those.
+So each SKU has one state object in memory, the one every write of it comes from, kept
+after the write (a state loaded afresh would not know what the last one left unwritten).
+
 Each applied batch, and each rules change, offers the SKUs it touched to the channel feeds
 (`feeds.py`); their pump is a task the entry point runs.
 """
@@ -54,7 +59,7 @@ from availability.holds import (
 )
 from availability.rules import CompiledChannel, CompiledRules
 from availability.timeutil import MICROS_PER_SECOND
-from availability.views import bump_if_rules_move_answers
+from availability.views import bump_if_rules_move_answers, reader_fingerprint
 
 from .feeds import EmbeddedFeeds
 from .store import DeadLetterRecord, LogEntry, RocksStore
@@ -123,11 +128,13 @@ class EmbeddedEngine:
         self.checkpoint()
         # After the replay, so the feeds compare every SKU as it is now; before new rules,
         # whose change re-offers what it moves.
-        feeds.recover(store.states(), self._rules)
+        feeds.recover(store.answer_states(), self._rules)
         if rules_at_start is not None:
             self._replace_rules(rules_at_start)
         self._oversold = sum(
-            position.oversold for state in store.states() for position in state.positions.values()
+            position.oversold
+            for state in store.answer_states()
+            for position in state.positions.values()
         )
         self._load_holds()
         self.ready = True
@@ -156,7 +163,7 @@ class EmbeddedEngine:
     def checkpoint(self) -> None:
         self.store.checkpoint(self._seq, self._dirty.values())
         for state in self._dirty.values():
-            self._remember(state)
+            self._remember(state)  # written: from now on its writes start from here
         self._dirty.clear()
         self._last_checkpoint = time.monotonic()
 
@@ -270,22 +277,25 @@ class EmbeddedEngine:
 
     def _replace_rules(self, rules: Rules) -> None:
         """Swap the rules and bump the version of every SKU whose answers they change."""
-        self.checkpoint()  # every SKU is now on disk, so one scan sees them all
+        self.checkpoint()  # every SKU is now on disk, so one scan of the heads sees them all
         old, new = self._rules, CompiledRules(rules)
         now = self._clock()
         changed: list[SkuState] = []
-        for state in self.store.states():
-            if bump_if_rules_move_answers(state, old, new, now):
-                changed.append(state)
+        for stored in self.store.answer_states():
+            # The head decides (answers depend on positions alone); only a SKU to bump is
+            # read whole, or taken from memory, where after the checkpoint it is clean.
+            if reader_fingerprint(stored, old) == reader_fingerprint(stored, new):
+                continue
+            state = self._cache.get(stored.sku) or self.store.load(stored.sku)
+            assert state is not None, "its head was just read"
+            bump_if_rules_move_answers(state, old, new, now)
+            changed.append(state)
         self.store.save_rules(encode_rules(rules), changed)
         self._rules = new
-        for state in changed:
-            if state.sku in self._cache:
-                self._cache[state.sku] = state
         if self.feeds.configure(new):
             # A new feed starts from nothing: every SKU goes to the feeds, whose comparison
             # with what each feed last said picks what to offer. The store has every SKU.
-            self.feeds.changed(self.store.states(), new)
+            self.feeds.changed(self.store.answer_states(), new)
         else:
             self.feeds.changed(changed, new)
 

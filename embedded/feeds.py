@@ -42,7 +42,7 @@ from availability.feeds import (
 from availability.rules import CompiledChannel, CompiledRules, FeedRule, Rules
 from availability.state import SkuState
 from availability.timeutil import MICROS_PER_SECOND, format_micros
-from availability.views import channel_quantity, held_without_location, sellable
+from availability.views import channel_quantity, sellable
 
 from .store import FeedRecord, RocksStore
 
@@ -183,7 +183,7 @@ class EmbeddedFeeds:
         coalesced = {feed.name: feed.throttle.coalesced for feed, _ in feeds}
         for state in states:
             sku, located = state.sku, _located(state, rules, eligible)
-            held = held_without_location(state)
+            held = state.held_anywhere
             for feed, channel in feeds:
                 throttle = feed.throttle
                 if not throttle.knows(sku):
@@ -214,7 +214,7 @@ class EmbeddedFeeds:
         eligible = self._eligible_for(rules)
         for state in states:
             located = _located(state, rules, eligible)
-            held = held_without_location(state)
+            held = state.held_anywhere
             for feed, channel, published in feeds:
                 last = published.get(state.sku)
                 if last is None:
@@ -326,8 +326,8 @@ class EmbeddedFeeds:
         return FeedPage(items, str(records[-1][0] if records else after))
 
     def snapshot(self, channel: str, page_token: str | None, limit: int) -> SnapshotPage:
-        """A page of every SKU's current channel quantity, in SKU order, read from the SKU
-        records: the caller checkpoints first so that they are current. A value still
+        """A page of every SKU's current channel quantity, in SKU order, read from the SKUs'
+        stored heads: the caller checkpoints first so that they are current. A value still
         pending in the throttle reaches the feed after the snapshot's cursor, even if it
         changes back to the one published before (the throttle publishes it all the same)."""
         feed = self._feed(channel)
@@ -341,11 +341,11 @@ class EmbeddedFeeds:
             cursor, after = token.cursor, token.after
         compiled, rules = self._rules.channels[channel], self._rules
         limit = max(1, min(limit, MAX_SNAPSHOT_LIMIT))
-        states = list(islice(self._store.states(after), limit + 1))
+        states = list(islice(self._store.answer_states(after), limit + 1))
         items = []
         for state in states[:limit]:
             located = _located(state, rules, self._eligible_for(rules))
-            quantity = _quantity(compiled, located, held_without_location(state))
+            quantity = _quantity(compiled, located, state.held_anywhere)
             items.append(SnapshotItem(state.sku, quantity, state.version))
         next_token = None
         if len(states) > limit:

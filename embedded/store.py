@@ -5,7 +5,12 @@ Every accepted batch is first appended to the log in one write through RocksDB's
 once it is acknowledged a killed process loses none of it (with `sync_writes`, neither does
 a lost machine). SKU records are written at checkpoints, and the log up to the checkpoint
 is dropped in the same atomic write. A SKU touched by a hundred batches between two
-checkpoints is encoded once, not a hundred times: that is most of the ingest rate.
+checkpoints is written once, not a hundred times: that is most of the ingest rate.
+
+A SKU is stored as the core lays it out (`availability/layout.py`): a head record and
+bounded chunk records, under the `SKU_RECORDS` prefix. A write of a SKU stores only its
+head and the chunks that changed since its last write, always in one atomic write batch,
+so a head is never on disk without its chunks.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from typing import Final
 import msgspec
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
-from availability import SkuState, decode_state, encode_state
+from availability import SkuState, answers_state, decode_head, sku_records, written
 from availability.holds import HoldRecord
+from availability.layout import HEAD, head_key, read_state
 
-_STATE: Final = b"s\x00"
+SKU_RECORDS: Final = b"s\x00"  # + a layout key: a SKU's head or one of its chunks
 _LOG: Final = b"l\x00"
 _DEAD_LETTER: Final = b"d\x00"
 _RULES_KEY: Final = b"r\x00current"
@@ -64,6 +70,52 @@ _published_decoder: Final = msgspec.msgpack.Decoder(Published)
 _hold_decoder: Final = msgspec.msgpack.Decoder(HoldRecord)
 
 
+def _put_states(batch: WriteBatch, states: Iterable[SkuState]) -> list[SkuState]:
+    """Add each state's records of one write to `batch`; returns the states, for
+    `_written` once the batch is written (a failed write then loses nothing: the next one
+    stores what it did not)."""
+    added = []
+    for state in states:
+        added.append(state)
+        for key, value in sku_records(state):
+            if value is None:
+                batch.delete(SKU_RECORDS + key)  # a chunk emptied since the last write
+            else:
+                batch.put(SKU_RECORDS + key, value)
+    return added
+
+
+def _written(states: Iterable[SkuState]) -> None:
+    for state in states:
+        written(state)
+
+
+def _scan(db: Rdict, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+    """The keys with `prefix` in order, from `start` (a key with that prefix) if given."""
+    for key, value in db.items(from_key=start or prefix):
+        assert isinstance(key, bytes)
+        assert isinstance(value, bytes)
+        if not key.startswith(prefix):
+            break
+        yield key, value
+
+
+class _SkuRecords:
+    """The SKU records under their layout keys, as `layout.read_state` reads them
+    (layout.RecordReader)."""
+
+    def __init__(self, db: Rdict) -> None:
+        self._db = db
+
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self._db.get(SKU_RECORDS + key)
+        return value
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in _scan(self._db, SKU_RECORDS + prefix):
+            yield key[len(SKU_RECORDS) :], value
+
+
 def _feed_prefix(channel: str) -> bytes:
     return _FEED + channel.encode() + b"\x00"
 
@@ -80,30 +132,30 @@ class RocksStore:
         self._db = Rdict(path, options)
         self._write_options = WriteOptions()
         self._write_options.sync = sync_writes
+        self._skus = _SkuRecords(self._db)
 
     def close(self) -> None:
         self._db.close()
 
     def _scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
-        """The keys with `prefix` in order, from `start` (a key with that prefix) if given."""
-        for key, value in self._db.items(from_key=start or prefix):
-            assert isinstance(key, bytes)
-            assert isinstance(value, bytes)
-            if not key.startswith(prefix):
-                break
-            yield key, value
+        return _scan(self._db, prefix, start)
 
     # -- SKU records -----------------------------------------------------------------------
 
     def load(self, sku: str) -> SkuState | None:
-        data = self._db.get(_STATE + sku.encode())
-        return decode_state(data) if data is not None else None
+        """The SKU's whole state (its head and chunks), to change; None for a SKU never
+        written."""
+        if self._skus.get(head_key(sku)) is None:
+            return None
+        return read_state(self._skus, sku)  # reads the head again, from RocksDB's cache
 
-    def states(self, after: str | None = None) -> Iterator[SkuState]:
-        """Every SKU record in SKU order, or those after the SKU `after`."""
-        start = None if after is None else _STATE + after.encode() + b"\x00"
-        for _, value in self._scan(_STATE, start):
-            yield decode_state(value)
+    def answer_states(self, after: str | None = None) -> Iterator[SkuState]:
+        """Every stored SKU in SKU order, or those after the SKU `after`, read from its head
+        alone: read-only states that answer every question (positions, version, holds
+        without a location) without reading a chunk."""
+        start = None if after is None else SKU_RECORDS + head_key(after) + b"\x00"
+        for _, value in self._scan(SKU_RECORDS + HEAD, start):
+            yield answers_state(decode_head(value))
 
     # -- the ingest log --------------------------------------------------------------------
 
@@ -119,13 +171,14 @@ class RocksStore:
             yield int(_SEQ.unpack(key[len(_LOG) :])[0]), _log_decoder.decode(value)
 
     def checkpoint(self, seq: int, states: Iterable[SkuState]) -> None:
-        """Write the SKU records as of log entry `seq` and drop the log up to it, atomically."""
+        """Write the SKUs' records as of log entry `seq` and drop the log up to it,
+        atomically."""
         batch = WriteBatch(raw_mode=True)
-        for state in states:
-            batch.put(_STATE + state.sku.encode(), encode_state(state))
+        stored = _put_states(batch, states)
         batch.put(_CHECKPOINT_KEY, _SEQ.pack(seq))
         batch.delete_range(_LOG, _LOG + _SEQ.pack(seq + 1))
         self._db.write(batch, self._write_options)
+        _written(stored)
 
     # -- dead letters ----------------------------------------------------------------------
 
@@ -150,9 +203,9 @@ class RocksStore:
         """Store new rules together with the SKUs whose version they bumped, atomically."""
         batch = WriteBatch(raw_mode=True)
         batch.put(_RULES_KEY, document)
-        for state in states:
-            batch.put(_STATE + state.sku.encode(), encode_state(state))
+        stored = _put_states(batch, states)
         self._db.write(batch, self._write_options)
+        _written(stored)
 
     # -- channel feeds ---------------------------------------------------------------------
 
@@ -214,11 +267,11 @@ class RocksStore:
         checkpointed; replaying those finds them applied (their event ids), as after any
         checkpoint."""
         batch = WriteBatch(raw_mode=True)
-        for state in states:
-            batch.put(_STATE + state.sku.encode(), encode_state(state))
+        stored = _put_states(batch, states)
         for record in records:
             batch.put(_HOLD + record.hold_id.encode(), _log_encoder.encode(record))
         self._db.write(batch, self._write_options)
+        _written(stored)
 
     def load_hold(self, hold_id: str) -> HoldRecord | None:
         data = self._db.get(_HOLD + hold_id.encode())

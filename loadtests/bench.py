@@ -229,13 +229,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="one part's figures (default: all)",
     )
     parser.add_argument(
-        "--stream-events", type=int, default=200_000, help="events for the stream run"
+        "--stream-events",
+        type=int,
+        default=200_000,
+        help="events for the stream run, and as many for the bestseller stream after it",
     )
     parser.add_argument(
         "--hot-share",
         type=float,
         default=0.0,
-        help="share of stream events on the hottest 1%% of SKUs (a peak sale's skew)",
+        help="share of the first stream's events on the hottest 1%% of SKUs (a peak sale's "
+        "skew); the bestseller stream is compared with that stream",
     )
     args = parser.parse_args(argv)
     if args.only in (None, "streaming"):

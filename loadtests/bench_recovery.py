@@ -1,17 +1,23 @@
-"""Recovery figures (issue 7: a worker with 1,000,000 positions restores from its changelog in
-at most 60 s): one worker with an empty data directory, as after a lost disk or on a new pod.
+"""Recovery figures (issue "A bestseller never breaks the stream": a worker's table of
+1,000,000 positions and 5,000,000 remembered event ids restores from its changelog in at
+most 60 s): one worker with an empty data directory, as after a lost disk or on a new pod.
 
-The changelog of the table `sku-state` is filled directly, one record per SKU on the
-partition the worker would have written it to, so no event goes through a worker first.
-A position is one SKU at one location (SPEC 3): by default 8 locations per SKU, the
-catalogue of `loadtests/workload.py`, so 1,000,000 positions are 125,000 SKU records.
+The changelog of the table `sku-state` is filled directly with the records a worker writes
+(`loadtests/recovery_records.py`): each SKU's head record, and chunk records when its items
+overflow the head's open chunk, on the partition the worker would have written them to, so
+no event goes through a worker first. A position is one SKU at one location (SPEC 3): by
+default 8 locations per SKU, the catalogue of `loadtests/workload.py`, so 1,000,000
+positions are 125,000 SKUs, and their 5,000,000 event ids 40 a SKU; with their documents
+and effects most SKUs fit in their head alone.
 
     python -m loadtests.bench_recovery [--positions N] [--locations-per-sku L]
+        [--dedup-ids-per-sku D]
 
-Figures: time from the worker's start to faust's "Recovery complete" (and the changelog
-read alone, records/s), time until every partition is republished to Redis and marked
-ready, the SKUs in Redis and in the restored table; and two ceilings on the same topic: a
-bare aiokafka consumer, and the same consumer writing RocksDB write batches.
+Figures: the changelog's records, bytes and largest record; time from the worker's start to
+faust's "Recovery complete" (and the changelog read alone, records/s), time until every
+partition is republished to Redis and marked ready, the SKUs in Redis and the SKUs,
+positions and dedup ids in the restored table; and two ceilings on the same topic: a bare
+aiokafka consumer, and the same consumer writing RocksDB write batches.
 """
 
 from __future__ import annotations
@@ -21,14 +27,13 @@ import asyncio
 import json
 import math
 import os
-import random
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -41,24 +46,26 @@ from faust.stores.rocksdb import RocksDBOptions
 from rocksdict import WriteBatch
 
 from api.streaming.topics_admin import ensure_topics
-from availability import SkuState, decode_rules, decode_state, encode_state
+from availability import decode_rules
+from availability.layout import CHUNK, decode_head, is_head
 from availability.published import ready_key
-from availability.state import OrderDoc, Position, TransferDoc
-from availability.topics import STATE_TABLE, Names, partition_for, state_changelog_topic
+from availability.state import Item, Seen
+from availability.topics import STATE_TABLE, Names, state_changelog_topic
 from streams.processor import RULES_KEY, PartitionRules
 
+from .batches import Batches
 from .bench_streaming import KAFKA, PARTITIONS, REDIS_URL, bare_read_rate, stack_env
-from .stack import free_port
-from .workload import LOCATIONS, RULES, sku_name
+from .recovery_records import SEEN_PER_SKU, changelog_records, sku_count
+from .stack import cpu_seconds, free_port
+from .workload import LOCATIONS, RULES
 
-TARGET_S: Final = 60.0  # issue 7
+# The issue's: the table it takes (1,000,000 positions, 5,000,000 event ids) restores in
+# at most 60 s, as issue 7 asked of the positions alone.
+TARGET_S: Final = 60.0
 DEFAULT_POSITIONS: Final = 1_000_000
 DEFAULT_TIMEOUT_S: Final = 300.0  # the whole run, fill included: then it stops and says so
-SEEN_PER_POSITION: Final = 2  # dedup ids a SKU keeps per location: a quiet week's events
-HOUR_US: Final = 3_600 * 1_000_000
 BATCH_BYTES: Final = 512 * 1024  # per produce batch: under the broker's 1 MB message limit
 FAUST_FETCH_BYTES: Final = 1024**2  # faust's consumer_max_fetch_size default, per partition
-CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 CLEANUP_TIMEOUT_S: Final = 60.0
 POLL_S: Final = 0.05  # how often the log and Redis are looked at: the figures' resolution
 # Log lines of faust's recovery and of the worker, in the order they come.
@@ -70,81 +77,26 @@ MARKS: Final = {
 }
 
 
-def sku_count(positions: int, per_sku: int) -> int:
-    return math.ceil(positions / per_sku)
-
-
-def sku_state(index: int, locations: Sequence[str], now_us: int) -> SkuState:
-    """A settled SKU as a worker's table holds it after a week of trade: per location an
-    on-hand, an open order half the time, an open inbound transfer at some stores, the last
-    count and the on-hand effects since, and the dedup ids of its recent events.
-    Deterministic by `index`."""
-    rng = random.Random(index)
-    sku = sku_name(index)
-    newest = now_us - rng.randrange(HOUR_US)
-    positions: dict[str, Position] = {}
-    seen: dict[str, int] = {}
-    for n, location in enumerate(locations):
-        at = newest - rng.randrange(24 * HOUR_US)
-        orders = (
-            {f"W-{index}-{n}": OrderDoc(ordered=2, picked=1, last_at=at)}
-            if rng.random() < 0.5
-            else {}
-        )
-        transfers = (
-            {f"T-{index}-{n}": TransferDoc(shipped=5, last_at=at)}
-            if location.startswith("S") and rng.random() < 0.25
-            else {}
-        )
-        positions[location] = Position(
-            on_hand=rng.randint(0, 200),
-            reserved=sum(order.open_qty for order in orders.values()),
-            inbound=sum(transfer.open_qty for transfer in transfers.values()),
-            orders=orders,
-            transfers=transfers,
-            newest_at=at,
-            last_count_at=at - HOUR_US,
-            last_count_id=f"count-{index}-{n}",
-            last_count_drift=rng.randint(-3, 3),
-            effects=[(at - 1_000, -1), (at, -rng.randint(1, 3))],
-        )
-        for k in range(SEEN_PER_POSITION):
-            seen[f"ev-{index}-{n}-{k}"] = at - k * 1_000
-    return SkuState(
-        sku=sku,
-        version=len(seen),
-        updated_at=now_us,
-        newest_at=newest,
-        compacted_at=newest - HOUR_US,
-        seen=seen,
-        positions=positions,
-    )
-
-
-def location_names(count: int) -> list[str]:
-    """The load tests' locations, and more made up after them when a SKU needs more."""
-    return [LOCATIONS[n] if n < len(LOCATIONS) else f"S{n:03d}X" for n in range(count)]
-
-
-def changelog_records(
-    positions: int, per_sku: int, partitions: int, now_us: int
-) -> Iterator[tuple[int, bytes, bytes]]:
-    """(partition, key, value) of every SKU record, `positions` positions in all (the last
-    SKU may have fewer locations), each on the partition its SKU's events go to."""
-    locations = location_names(per_sku)
-    for index in range(sku_count(positions, per_sku)):
-        held = locations[: min(per_sku, positions - index * per_sku)]
-        state = sku_state(index, held, now_us)
-        key = state.sku.encode()
-        yield partition_for(key, partitions), key, encode_state(state)
-
-
 @dataclass
 class Fill:
+    """What the changelog was filled with: SKU and rules records, their bytes (keys and
+    values), and the largest record, which must stay far under Kafka's 1 MB limit."""
+
     records: int = 0
+    heads: int = 0  # one a SKU
+    chunks: int = 0
     positions: int = 0
+    dedup_ids: int = 0
     bytes: int = 0
+    largest: int = 0
     seconds: float = 0.0
+
+    def add(self, records: Sequence[tuple[bytes, bytes | None]]) -> None:
+        for key, value in records:
+            size = len(key) + len(value or b"")
+            self.records += 1
+            self.bytes += size
+            self.largest = max(self.largest, size)
 
 
 @dataclass
@@ -183,10 +135,13 @@ async def create_topics(names: Names, app_id: str) -> None:
         await consumer.stop()
 
 
-async def fill_changelog(names: Names, app_id: str, positions: int, per_sku: int) -> Fill:
-    """The rules document on the rules topic, and every SKU record (plus each partition's
-    rules record, as the worker keeps it) on the changelog, in batches of BATCH_BYTES."""
-    topic, fill = state_changelog_topic(app_id), Fill(positions=positions)
+async def fill_changelog(
+    names: Names, app_id: str, positions: int, per_sku: int, seen_per_sku: int
+) -> Fill:
+    """The rules document on the rules topic, and every SKU's records (plus each
+    partition's rules record, as the worker keeps it) on the changelog, in batches of
+    BATCH_BYTES, a SKU's records of one write always in one batch."""
+    topic, fill = state_changelog_topic(app_id), Fill()
     producer = AIOKafkaProducer(
         bootstrap_servers=KAFKA, acks="all", linger_ms=20, max_batch_size=BATCH_BYTES
     )
@@ -195,24 +150,22 @@ async def fill_changelog(names: Names, app_id: str, positions: int, per_sku: int
     try:
         document = json.dumps(RULES).encode()
         sent = await producer.send_and_wait(names.rules_topic, document, key=b"rules")
-        marker = rules_record(sent.offset, document)
-        records = changelog_records(positions, per_sku, PARTITIONS, time.time_ns() // 1000)
-        rules = ((p, RULES_KEY, marker) for p in range(PARTITIONS))
-        batches = {p: producer.create_batch() for p in range(PARTITIONS)}
-        pending: list[asyncio.Future[object]] = []
-        for partition, key, value in (*rules, *records):
-            if batches[partition].append(key=key, value=value, timestamp=None) is None:
-                pending.append(
-                    await producer.send_batch(batches[partition], topic, partition=partition)
-                )
-                batches[partition] = producer.create_batch()
-                batches[partition].append(key=key, value=value, timestamp=None)
-            fill.records += 1
-            fill.bytes += len(key) + len(value)
-        for partition, batch in batches.items():
-            if batch.record_count():
-                pending.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*pending)
+        batches = Batches(producer, BATCH_BYTES)
+        marker = [(RULES_KEY, rules_record(sent.offset, document))]
+        for partition in range(PARTITIONS):
+            await batches.add(topic, partition, marker)
+            fill.add(marker)
+        now_us = time.time_ns() // 1000
+        records = changelog_records(positions, per_sku, PARTITIONS, now_us, seen_per_sku)
+        for partition, group in records:
+            await batches.add(topic, partition, group)
+            fill.add(group)
+            fill.heads += 1
+            fill.chunks += len(group) - 1  # a new SKU's records: its sealed chunks, its head
+        fill.positions = positions
+        fill.dedup_ids = fill.heads * seen_per_sku
+        await batches.flush()
+        await asyncio.gather(*batches.delivered)
     finally:
         await producer.stop()
     fill.seconds = time.perf_counter() - started
@@ -310,19 +263,39 @@ async def count_skus(client: aioredis.Redis, names: Names) -> int:
     return sum([1 async for _ in client.scan_iter(match=pattern, count=10_000)])
 
 
-def table_contents(data_dir: Path) -> tuple[int, int]:
-    """(SKU records, positions) in the worker's restored RocksDB, read once it has stopped."""
-    records = positions = 0
+@dataclass
+class Table:
+    """What the worker's restored RocksDB holds, read once it has stopped."""
+
+    skus: int = 0  # head records
+    chunks: int = 0
+    positions: int = 0
+    dedup_ids: int = 0
+
+
+_chunk_decoder: Final = msgspec.msgpack.Decoder(list[Item])
+
+
+def table_contents(data_dir: Path) -> Table:
+    table = Table()
     for path in sorted(data_dir.rglob(f"{STATE_TABLE}-*.db")):
         db = RocksDBOptions().open(path, read_only=True)
         try:
             for key, value in db.items():
-                if not key.startswith(b"\x00") and not key.startswith(b"__faust"):
-                    records += 1
-                    positions += len(decode_state(value).positions)
+                if is_head(key):
+                    head = decode_head(value)
+                    table.skus += 1
+                    table.positions += len(head.positions)
+                    items: list[Item] = head.items
+                elif key.startswith(CHUNK):
+                    table.chunks += 1
+                    items = _chunk_decoder.decode(value)
+                else:
+                    continue  # the partition's rules record, faust's offsets
+                table.dedup_ids += sum(isinstance(item, Seen) for item in items)
         finally:
             db.close()
-    return records, positions
+    return table
 
 
 def start_profiler(pid: int, output: Path) -> subprocess.Popen[bytes]:
@@ -363,16 +336,11 @@ async def cleanup(tag: str, names: Names) -> None:
         await client.aclose()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
 @dataclass
 class Options:
     positions: int = DEFAULT_POSITIONS
     per_sku: int = len(LOCATIONS)
+    seen_per_sku: int = SEEN_PER_SKU
     timeout_s: float = DEFAULT_TIMEOUT_S
     worker_script: Path | None = None
     faust_env: dict[str, str] = field(default_factory=dict)
@@ -389,7 +357,9 @@ async def bench_recovery_async(options: Options) -> list[tuple[str, str, str]]:
         async with asyncio.timeout(options.timeout_s):
             await create_topics(names, app_id)
             phase = "filling the changelog"
-            fill = await fill_changelog(names, app_id, options.positions, options.per_sku)
+            fill = await fill_changelog(
+                names, app_id, options.positions, options.per_sku, options.seen_per_sku
+            )
             phase = "reading the changelog with bare aiokafka (the ceilings)"
             topic = state_changelog_topic(app_id)
             bare = await read_rate(topic, fill.records)
@@ -462,10 +432,10 @@ def report(
     fill: Fill,
     run: Recovery,
     ceilings: tuple[float, float],
-    table: tuple[int, int],
+    table: Table,
 ) -> list[tuple[str, str, str]]:
     """(figure, value, note) rows; `ceilings` are the bare aiokafka rates without and with
-    RocksDB, `table` the SKU records and positions the restored table holds."""
+    RocksDB, `table` what the restored table holds."""
     marks, cpu, skus = run.timeline.marks, run.cpu, sku_count(options.positions, options.per_sku)
     recovered = marks.get("recovered", math.nan)
     bare, with_store = ceilings
@@ -495,18 +465,27 @@ def report(
             "changelog filled",
             f"{fill.records:,} records",
             f"{fill.positions:,} positions ({options.per_sku} per SKU, {skus:,} SKUs, "
-            f"{PARTITIONS} partitions), {fill.bytes / 1e6:,.0f} MB, "
+            f"{PARTITIONS} partitions) and {fill.dedup_ids:,} dedup ids "
+            f"({options.seen_per_sku} per SKU): {fill.heads:,} heads, "
+            f"{fill.chunks:,} chunk records and {PARTITIONS} rules "
+            f"records, {fill.bytes / 1e6:,.0f} MB, the largest record {fill.largest:,} bytes; "
             f"produced in {fill.seconds:.1f} s",
         ),
         (
             "worker start -> 'Recovery complete' (empty data dir)",
             f"{recovered:.1f} s",
-            f"target ≤ {TARGET_S:.0f} s (issue 7); {read_note}worker CPU "
+            f"target ≤ {TARGET_S:.0f} s; {read_note}worker CPU "
             f"{cpu.get('recovered', math.nan):.1f} s by then; 1-min load average {run.load:.1f} on "
             f"{os.cpu_count()} CPUs",
         ),
         rate_row,
-        ("restored table", f"{table[0]:,} SKUs", f"{table[1]:,} positions; expected {skus:,} SKUs"),
+        (
+            "restored table",
+            f"{table.skus:,} SKUs",
+            f"{table.positions:,} positions, {table.dedup_ids:,} dedup ids, {table.chunks:,} "
+            f"chunk records; expected {skus:,} SKUs, {fill.positions:,} positions, "
+            f"{fill.dedup_ids:,} dedup ids",
+        ),
     ]
     if ready := run.timeline.partitions_ready:
         rows += [
@@ -528,7 +507,13 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         "--locations-per-sku",
         type=int,
         default=len(LOCATIONS),
-        help="positions per SKU record (default: the load tests' 8 locations)",
+        help="positions per SKU (default: the load tests' 8 locations)",
+    )
+    parser.add_argument(
+        "--dedup-ids-per-sku",
+        type=int,
+        default=SEEN_PER_SKU,
+        help=f"event ids each SKU remembers (default {SEEN_PER_SKU}: 5,000,000 over 125,000 SKUs)",
     )
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds")
     parser.add_argument(
@@ -555,6 +540,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     return Options(
         positions=args.positions,
         per_sku=args.locations_per_sku,
+        seen_per_sku=args.dedup_ids_per_sku,
         timeout_s=args.timeout,
         worker_script=args.worker_script,
         faust_env=dict(item.split("=", 1) for item in args.faust_env),

@@ -1,5 +1,6 @@
 """Start and stop local processes for benchmarks and load tests: the embedded server, a
-bare ASGI baseline, and wrk. Everything binds and targets 127.0.0.1 only."""
+bare ASGI baseline, and wrk; and read a process's CPU time. Everything binds and targets
+127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HOST = "127.0.0.1"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of a process's CPU times in /proc
 
 
 def free_port() -> int:
@@ -164,3 +166,9 @@ def run_wrk(
     if socket_errors:
         errors += sum(int(n) for n in socket_errors.groups())
     return WrkResult(rps, p50, p99, errors)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, all its threads (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS

@@ -47,6 +47,7 @@ from availability.layout import (
     read_state,
     sku_of_head,
     sku_records,
+    written,
 )
 from availability.rules import CompiledRules, Rules
 from availability.topics import Names
@@ -260,6 +261,9 @@ class Processor:
     def _write(self, state: SkuState, outcome: PartitionOutcome, *, cache: bool = True) -> None:
         records = sku_records(state)
         self.table.write(records)
+        # Written as far as the state is concerned: a batch whose table write fails
+        # throws its states away (the cache is emptied), so none keeps a wrong book.
+        written(state)
         head = records[-1][1]
         assert head is not None, "a SKU's records end with its head"
         outcome.changed[state.sku] = head

@@ -16,7 +16,12 @@ from availability.timeutil import format_micros
 
 CHANNEL_PREFIX: Final = "c:"
 _COMMON_FIELDS: Final = ("type", "event_id", "sku", "location", "occurred_at")
-SKU_FIELDS_NOT_DOCUMENTS: Final = frozenset({"seen", "positions"})
+# The state's documents: per location (location -> id -> document), and per SKU (id -> document).
+LOCATION_DOCUMENTS: Final = ("orders", "transfers")
+SKU_DOCUMENTS: Final = ("holds",)
+# A document's fields that say where it is kept (the keys it is shown under, its chunk), not
+# what it holds.
+NOT_FIGURES: Final = frozenset({"location", "order_id", "transfer_id", "hold_id", "chunk"})
 RAW_SHOWN: Final = 120  # characters of a record that is no event, in the text rendering
 
 
@@ -46,13 +51,24 @@ class Entry:
         return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC)
 
 
+@dataclass(frozen=True)
+class Stored:
+    """The SKU as the worker's table holds it: its state read back from its records (the
+    head and the chunks), how many records that is and the largest one's bytes (key and
+    value): a record near Kafka's 1 MB message limit would break the stream."""
+
+    state: SkuState
+    records: int
+    largest_record: int
+
+
 @dataclass
 class History:
     sku: str
     partition: int
     partitions: int
     entries: list[Entry] = field(default_factory=list)
-    state: SkuState | None = None
+    stored: Stored | None = None
     published: dict[str, bytes] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -84,29 +100,36 @@ def plain(value: Any) -> Any:
     return value
 
 
-def held_documents(holder: msgspec.Struct, leave_out: frozenset[str]) -> dict[str, Any]:
-    """kind -> document id -> figures, for every non-empty mapping field of `holder`: orders
-    and transfers of a position, checkout holds of a SKU, and whatever comes next."""
-    found: dict[str, Any] = {}
-    for kind in holder.__struct_fields__:
-        held = getattr(holder, kind)
-        if kind not in leave_out and isinstance(held, dict) and held:
-            found[kind] = {doc_id: plain(doc) for doc_id, doc in sorted(held.items())}
-    return found
+def document_figures(document: msgspec.Struct) -> dict[str, Any]:
+    figures: dict[str, Any] = plain(document)
+    return {name: figure for name, figure in figures.items() if name not in NOT_FIGURES}
 
 
 def documents(state: SkuState) -> dict[str, dict[str, Any]]:
     """location -> kind -> document id -> figures."""
-    found = {
-        location: held_documents(position, frozenset())
-        for location, position in sorted(state.positions.items())
-    }
-    return {location: kinds for location, kinds in found.items() if kinds}
+    found: dict[str, dict[str, Any]] = {}
+    for kind in LOCATION_DOCUMENTS:
+        by_location: dict[str, dict[str, msgspec.Struct]] = getattr(state, kind)
+        for location, held in by_location.items():
+            if held:
+                found.setdefault(location, {})[kind] = {
+                    doc_id: document_figures(doc) for doc_id, doc in sorted(held.items())
+                }
+    return dict(sorted(found.items()))
 
 
 def sku_documents(state: SkuState) -> dict[str, Any]:
-    """kind -> id -> figures, for what the SKU holds apart from positions (checkout holds)."""
-    return held_documents(state, SKU_FIELDS_NOT_DOCUMENTS)
+    """kind -> id -> figures, for what the SKU holds apart from locations (checkout holds)."""
+    found: dict[str, Any] = {}
+    for kind in SKU_DOCUMENTS:
+        held: dict[str, msgspec.Struct] = getattr(state, kind)
+        if held:
+            found[kind] = {doc_id: document_figures(doc) for doc_id, doc in sorted(held.items())}
+    return found
+
+
+def stored_positions(state: SkuState) -> dict[str, Any]:
+    return {location: plain(position) for location, position in sorted(state.positions.items())}
 
 
 def published_view(published: dict[str, bytes]) -> dict[str, Any] | None:
@@ -145,12 +168,15 @@ def entry_json(entry: Entry) -> dict[str, Any]:
 
 
 def render_json(history: History) -> str:
-    state = history.state
     stored = None
-    if state is not None:
+    if history.stored is not None:
+        state = history.stored.state
         stored = {
             "version": state.version,
             "dedup_ids": len(state.seen),
+            "records": history.stored.records,
+            "largest_record_bytes": history.stored.largest_record,
+            "positions": stored_positions(state),
             "documents": documents(state),
             **sku_documents(state),
         }
@@ -191,6 +217,13 @@ def figures_line(figures: dict[str, Any], leave_out: str = "") -> str:
     return ", ".join(f"{k} {json.dumps(v)}" for k, v in figures.items() if k != leave_out)
 
 
+def records_held_in(records: int) -> str:
+    chunks = records - 1
+    if not chunks:
+        return "1 record (its head alone)"
+    return f"{records} records (its head and {chunks} chunk{'s' if chunks > 1 else ''})"
+
+
 def render_text(history: History) -> str:
     lines = [
         f"{history.sku}: partition {history.partition} of {history.partitions}; events from "
@@ -198,10 +231,19 @@ def render_text(history: History) -> str:
         f"events ({len(history.entries)}):",
         *(entry_line(e) for e in history.entries),
     ]
-    state = history.state
-    if state is None:
+    if history.stored is None:
         lines.append("documents: none (the worker's table holds no state for this SKU)")
     else:
+        stored = history.stored
+        state = stored.state
+        lines.append(
+            f"the worker's table: version {state.version}, {len(state.seen)} dedup ids; "
+            f"{records_held_in(stored.records)}, the largest {stored.largest_record:,} bytes; "
+            "positions:"
+        )
+        for location, figures in stored_positions(state).items():
+            shown = {name: figure for name, figure in figures.items() if figure not in (None, "")}
+            lines.append(f"  {location}: {figures_line(shown)}")
         lines.append(f"documents (the worker's table, version {state.version}):")
         for location, kinds in documents(state).items():
             for kind, held in kinds.items():

@@ -4,14 +4,17 @@ Its events, read from the beginning of every inventory topic (as far back as ret
 keeps them), but only the SKU's partition. Each topic's records stay in offset order, and
 the topics are merged by the time Kafka stamped the records (then by occurred_at). Each
 event says whether the worker dead-lettered it (the dead letters of that partition,
-matched by source topic and offset) or had seen its `event_id` already. Then its
-documents as the worker's table holds them (the SKU's last record in the table's
-changelog topic), and its positions and channel quantities as published in Redis.
+matched by source topic and offset) or had seen its `event_id` already. Then the SKU as
+the worker's table holds it: its head and chunk records (`availability/layout.py`), each
+the last value of its key in the table's changelog topic, read back into its version,
+positions, dedup ids and documents; and its positions and channel quantities as published
+in Redis.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -20,12 +23,13 @@ import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from availability import Settings, decode_state
+from availability import Settings
 from availability.events import decode_message
+from availability.layout import chunk_prefix, head_key, read_state
 from availability.published import sku_key
 from availability.topics import Names, partition_for, state_changelog_topic
 
-from .history_view import Entry, History, render_json, render_text
+from .history_view import Entry, History, Stored, render_json, render_text
 from .kafka_reading import ReadStalled, existing_partitions, read_to_end
 from .progress import Progress, described, fail, without_password
 
@@ -57,7 +61,7 @@ async def show_sku_history(settings: Settings, options: HistoryOptions) -> int:
         state_from = present(consumer, [state_changelog_topic(settings.app_id)], history)
         await read_events(consumer, events_from, names.dlq_topic, history)
         if state_from:
-            await read_state(consumer, state_from[0], history)
+            await read_table(consumer, state_from[0], history)
     except (KafkaError, ReadStalled, OSError) as exc:
         fail(COMMAND, f"Kafka at {settings.kafka_bootstrap}: {described(exc)}")
         return 1
@@ -132,17 +136,49 @@ def mark_dead_letters_and_duplicates(
             first_seen[entry.event.event_id] = entry.where
 
 
-async def read_state(consumer: AIOKafkaConsumer, tp: TopicPartition, history: History) -> None:
-    """The SKU's last record in the changelog of the worker's table: its documents."""
+async def read_table(consumer: AIOKafkaConsumer, tp: TopicPartition, history: History) -> None:
+    """The SKU's records in the changelog of the worker's table, read from its start."""
     consumer.assign([tp])
     await consumer.seek_to_beginning(tp)
-    sku = history.sku.encode()
-    last: bytes | None = None
+    table = TableRecords(history.sku)
     async for records in read_to_end(consumer, [tp]):
         for record in records:
-            if record.key == sku:
-                last = record.value
-    history.state = decode_state(last) if last is not None else None
+            table.add(record.key, record.value)
+    history.stored = table.stored()
+
+
+class TableRecords:
+    """One SKU's records as the worker's table holds them: the last value of each of its
+    keys (its head and its chunks) in the changelog, where a record without a value (a
+    tombstone) deleted its key. Read back as the worker reads its table (`RecordReader`)."""
+
+    def __init__(self, sku: str) -> None:
+        self.sku = sku
+        self._head, self._chunks = head_key(sku), chunk_prefix(sku)
+        self.last: dict[bytes, bytes] = {}
+
+    def add(self, key: bytes | None, value: bytes | None) -> None:
+        """A changelog record, of this SKU or not."""
+        if key is None or not (key == self._head or key.startswith(self._chunks)):
+            return
+        if value is None:
+            self.last.pop(key, None)
+        else:
+            self.last[key] = value
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.last.get(key)
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return iter(sorted(item for item in self.last.items() if item[0].startswith(prefix)))
+
+    def stored(self) -> Stored | None:
+        """The SKU's state read back by the core's own reader, or None when the table holds
+        no head for it."""
+        if self._head not in self.last:
+            return None
+        largest = max(len(key) + len(value) for key, value in self.last.items())
+        return Stored(read_state(self, self.sku), len(self.last), largest)
 
 
 def read_published(settings: Settings, names: Names, sku: str) -> dict[str, bytes]:

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from embedded.engine import CHECKPOINT_SECONDS
 from tests.support.events import event, unique_sku
 from tests.support.server import Server
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.e2e
 CHANNELS = ("web", "pickup", "amazon")
 # Longer than the engine's checkpoint interval, so some batches land in a checkpoint and
 # the last ones live only in the log when the process dies.
-PAST_A_CHECKPOINT_S = 2.2
+PAST_A_CHECKPOINT_S = CHECKPOINT_SECONDS + 0.2
 
 
 def post(client: httpx.Client, events: list[dict[str, Any]]) -> None:

@@ -126,3 +126,20 @@ def ready_api(
     server = start_api(rules_file=rules_path)
     wait_readiness(server, 200)
     return server
+
+
+_FIGURES = pytest.StashKey[dict[str, str]]()
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Figures a test measures (name -> value), printed at the end of the run."""
+    return request.config.stash.setdefault(_FIGURES, {})
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    measured = config.stash.get(_FIGURES, {})
+    if measured:
+        terminalreporter.section("figures measured by the integration tests")
+        for name, value in measured.items():
+            terminalreporter.write_line(f"{name}: {value}")

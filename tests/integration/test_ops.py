@@ -1,6 +1,7 @@
 """The operator commands of the streaming mode, run as the real `availability` command against
 the real Kafka and Redis and a real worker: replaying dead letters after a fix (once, however
-often the replay runs), rebuilding the Redis read model, and a SKU's history for support."""
+often the replay runs), rebuilding the Redis read model, and a SKU's history for support
+(and, without any of those, how it reads a SKU's records of the table's changelog)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ import pytest
 import redis
 from aiokafka import AIOKafkaProducer
 
+from availability import SkuState, apply_event, decode_event, sku_records, written
+from availability.layout import chunk_key
 from availability.published import ready_key, sku_key
+from service.ops.sku_history import TableRecords
 from tests.support.read_model import sku_in_partition
 from tests.support.server import run_cli
 from tests.support.streaming import (
@@ -320,7 +324,14 @@ def test_sku_history_shows_exactly_the_skus_events_in_order_its_documents_and_po
     assert [e["duplicate_of"] is not None for e in shown] == [False] * 4 + [True, False, False]
     assert "5 minutes ahead" in (shown[-1]["dead_lettered"] or "")
     assert all(e["dead_lettered"] is None for e in shown[:-1])
-    documents = history["state"]["documents"]
+    stored = history["state"]
+    assert (stored["version"], stored["dedup_ids"]) == (5, 5)  # h1 to h5, once each
+    assert stored["positions"]["DC1"]["on_hand"] == 20 - 1 - 2 - 3
+    assert stored["positions"]["DC1"]["reserved"] == 3
+    assert stored["positions"]["S001"]["inbound"] == 3
+    assert stored["records"] == 1  # a few items: the head holds them
+    assert 0 < stored["largest_record_bytes"] < 4_096
+    documents = stored["documents"]
     assert documents["DC1"]["orders"]["W-9"]["ordered"] == 4
     assert documents["DC1"]["orders"]["W-9"]["picked"] == 1
     assert documents["S001"]["transfers"]["T-1"]["shipped"] == 3
@@ -335,7 +346,44 @@ def test_sku_history_shows_exactly_the_skus_events_in_order_its_documents_and_po
     positions = [text.stdout.index(i) for i in dict.fromkeys(ids)]
     assert positions == sorted(positions), text.stdout
     assert neighbour not in text.stdout
+    assert "the worker's table: version 5, 5 dedup ids; 1 record (its head alone)" in text.stdout
+    assert "  DC1 orders W-9: ordered 4, picked 1," in text.stdout
 
     since = ops(stack, "sku-history", sku, "--json", "--since", at(12))
     assert since.returncode == 0, said(since)
     assert [e["event"]["event_id"] for e in json.loads(since.stdout)["events"]] == ["h5", "h6"]
+
+
+def test_sku_history_reads_each_keys_last_value_and_a_tombstone_deletes_the_key() -> None:
+    sku, start = "SKU-T", datetime(2026, 11, 1, tzinfo=UTC)
+
+    def receipt_at(n: int, when: datetime, of: str = sku) -> dict[str, Any]:
+        return {**receipt(f"r{n}", of, 0, qty=1), "occurred_at": when.isoformat()}
+
+    state, other = SkuState(sku=sku), SkuState(sku=f"{sku}X")  # a SKU whose name starts alike
+    for n in range(100):
+        event = receipt_at(n, start + timedelta(seconds=n))
+        apply_event(state, decode_event(json.dumps(event).encode()), 0)
+        apply_event(other, decode_event(json.dumps({**event, "sku": other.sku}).encode()), 0)
+    first = sku_records(state)
+    written(state)
+    assert len(first) == 4  # 200 items (ids and effects): three sealed chunks, then the head
+    # Eight days on, the first day's items are past the dedup window: their chunks go.
+    late = receipt_at(100, start + timedelta(days=8))
+    apply_event(state, decode_event(json.dumps(late).encode()), 0)
+    second = sku_records(state)
+    assert [value for _, value in second[:-1]] == [None] * 3
+
+    table = TableRecords(sku)
+    for key, value in [*first, *sku_records(other), *second]:
+        table.add(key, value)
+    stored = table.stored()
+
+    assert stored is not None
+    assert list(table.last) == [second[-1][0]]  # the head alone: its chunks were deleted
+    assert chunk_key(sku, 0) not in table.last
+    assert stored.records == 1
+    assert stored.largest_record == len(second[-1][0]) + len(second[-1][1] or b"")
+    assert (stored.state.version, stored.state.positions["DC1"].on_hand) == (101, 101)
+    assert list(stored.state.seen) == ["r100"]
+    assert TableRecords("SKU-NONE").stored() is None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from availability import Availability
+from availability import Availability, Event
 from availability.errors import UnknownHold
 from availability.holds import HoldLineRequest, HoldRequest, HoldStatus
 from embedded import EmbeddedEngine
@@ -83,3 +83,26 @@ async def test_a_hold_id_is_remembered_for_a_day_after_the_hold_ends(
     fresh = await later.place_hold(hold("H-1", 2, hold_id="cart-9"))
     assert fresh.status is HoldStatus.HELD  # forgotten: a new hold under the old id
     assert await web_sellable(later, "H-1") == 8
+
+
+async def test_writes_between_checkpoints_leave_no_event_to_count_twice(
+    engines: Engines, clock: FakeClock
+) -> None:
+    """Holds and rules changes write their SKUs at once, between checkpoints, and a SKU's
+    write stores only the chunks changed since the one before: each must start where the
+    last one ended, or a restart forgets event ids and counts their events again."""
+    engine = engines.open(rules())
+    events: list[Event] = [receipt(1, sku="H-1", location=DC, minutes=i / 100) for i in range(500)]
+    for start in range(0, len(events), 100):  # enough events to seal several chunks
+        await submit(engine, events[start : start + 100])
+        placed = await engine.place_hold(hold("H-1", 1, ttl_s=600))
+        await engine.release_hold(placed.hold_id)
+        if start == 200:
+            await engine.replace_rules(rules(share=0.4))
+    engines.crash(engine)  # the last batches are in the log only
+
+    reopened = engines.open()
+    raw = [msgspec.json.encode(event) for event in events]
+    result = await reopened.submit(events, raw)
+    assert result.outcomes == {("receipt", "duplicate"): len(events)}
+    assert await web_sellable(reopened, "H-1") == len(events)

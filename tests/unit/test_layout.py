@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from availability.events import Event
 from availability.holds import HoldLineRequest, place_hold, release_hold
-from availability.layout import chunk_prefix, head_key, read_state, sku_records
+from availability.layout import chunk_prefix, head_key, read_state, sku_records, written
 from availability.processing import Outcome, apply_event
 from availability.state import CHUNK_ITEMS, SkuState
 from tests.support.tables import MemoryTable, assert_stored_as, same_state
@@ -40,6 +40,7 @@ def write(state: SkuState, table: MemoryTable) -> int:
     """Store one write of `state`; returns the size of its largest record."""
     records = sku_records(state)
     table.write(records)
+    written(state)
     return max(len(key) + len(value or b"") for key, value in records)
 
 

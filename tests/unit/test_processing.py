@@ -10,7 +10,7 @@ import pytest
 
 from availability.batch import apply_events
 from availability.events import Event
-from availability.layout import decode_head, encode_head, read_state, sku_records
+from availability.layout import decode_head, encode_head, read_state, sku_records, written
 from availability.processing import Outcome, Windows, apply_event, compact
 from availability.state import SkuState
 from availability.timeutil import MICROS_PER_DAY, MICROS_PER_HOUR
@@ -675,6 +675,7 @@ def stored(state: SkuState) -> dict[bytes, bytes]:
     """What a write of `state` leaves in a table that held its previous write."""
     table = MemoryTable(partitions=1)
     table.write(sku_records(state))
+    written(state)
     return table.records
 
 
@@ -684,6 +685,7 @@ def test_state_survives_its_records_unchanged() -> None:
     )
     table = MemoryTable(partitions=1)
     table.write(sku_records(state))
+    written(state)
 
     assert same_state(read_state(table, SKU), state)
 
