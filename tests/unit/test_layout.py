@@ -160,16 +160,16 @@ def test_holds_live_in_chunks_and_leave_with_their_release() -> None:
     table = MemoryTable(partitions=1)
     state = SkuState(sku=SKU)
     apply_event(state, receipt(100_000, location="S001"), NOW_US)
-    for n in range(2_000):  # a flash sale: many holds at once on one SKU
+    for n in range(20_000):  # a flash sale: 20,000 holds at once on one SKU
         line = [HoldLineRequest(SKU, 1, "S001" if n % 2 else None)]
         place_hold(lambda sku: state, f"H{n}", rules.channels["web"], rules, line, NOW_US, NOW_US)
-        if n % 64 == 0:
+        if n % 64 == 0:  # a worker writes a SKU at least every 64 commands
             assert write(state, table) < RECORD_LIMIT
     write(state, table)
-    assert (state.held_anywhere, state.positions["S001"].held) == (1_000, 1_000)
+    assert (state.held_anywhere, state.positions["S001"].held) == (10_000, 10_000)
     assert same_state(read_state(table, SKU), state)
 
-    for n in range(2_000):
+    for n in range(20_000):
         release_hold(state, f"H{n}", NOW_US)
     write(state, table)
 
