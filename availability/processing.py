@@ -5,6 +5,10 @@
 - Rebase on count: a count sets on_hand to its figure plus every later on-hand effect; an
   on-hand effect at or before the last count is already in it; an older count is stale; a
   count older than the reconciliation window is dead-lettered.
+- Drift: a count's drift is the books at its time (the previous count, or zero, plus the
+  effects after it and up to this count) minus its figure. An effect at or before the last
+  count that arrives after it moves that drift, unless the count before had it already:
+  so the drift does not depend on the order the other events arrive in.
 
 The core mutates the SkuState it is given (copying a SKU's documents per event would make a
 hot SKU quadratic) and reports what happened; the shells own the state and its writes.
@@ -146,8 +150,14 @@ def apply_event(
 
 def _on_hand_effect(state: SkuState, location: str, occurred: int, delta: int) -> None:
     position = state.positions[location]
-    if position.last_count_at is not None and occurred <= position.last_count_at:
-        return  # already in the count
+    last_count = position.last_count_at
+    if last_count is not None and occurred <= last_count:
+        # Already in the count's figure, so on_hand stays; but the books the count was
+        # compared with missed it, unless the count before had it already.
+        previous = position.prev_count_at
+        if position.last_count_drift is not None and (previous is None or occurred > previous):
+            position.last_count_drift += delta
+        return
     position.on_hand += delta
     state.add_effect(location, occurred, delta)
 
@@ -165,6 +175,7 @@ def _rebase(state: SkuState, location: str, occurred: int, event_id: str, counte
         state.effects[location] = later
     else:
         state.effects.pop(location, None)
+    position.prev_count_at = position.last_count_at
     position.last_count_at = occurred
     position.last_count_id = event_id
     position.last_count_drift = drift

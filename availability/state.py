@@ -44,6 +44,9 @@ class Position(Struct, gc=False, omit_defaults=True):
     last_count_id: str = ""
     last_count_drift: int | None = None
     held: int = 0
+    # The applied count before the last one: a late event after it (and at or before the
+    # last) was missing from the books the last count was compared with.
+    prev_count_at: int | None = None
 
     @property
     def oversold(self) -> bool:

@@ -483,6 +483,35 @@ def test_each_applied_count_records_its_drift(
     assert state.positions[STORE].on_hand == on_hand
 
 
+@pytest.mark.parametrize(
+    ("late_minutes", "drift"),
+    [
+        pytest.param(15, 0, id="between-the-counts-it-was-missing-from-the-books"),
+        pytest.param(20, 0, id="at-the-last-count-it-was-missing-too"),
+        pytest.param(10, 2, id="at-the-previous-count-it-was-in-that-count"),
+        pytest.param(5, 2, id="before-the-previous-count-changes-nothing"),
+    ],
+)
+def test_a_late_sale_moves_the_last_drift_unless_the_count_before_had_it(
+    late_minutes: int, drift: int
+) -> None:
+    # Books at the second count: 10 (the first count) and whatever sold between them.
+    state, _ = apply_all([receipt(10, minutes=0), count(10, minutes=10), count(8, minutes=20)])
+    assert state.positions[STORE].last_count_drift == 2
+
+    apply_event(state, sale(2, minutes=late_minutes), NOW_US)
+
+    assert state.positions[STORE].last_count_drift == drift
+    assert state.positions[STORE].on_hand == 8  # already in the count: on_hand stays
+
+
+def test_a_late_sale_before_the_first_count_moves_its_drift() -> None:
+    state, _ = apply_all([receipt(10, minutes=0), count(7, minutes=10), sale(2, minutes=5)])
+
+    assert state.positions[STORE].last_count_drift == 1  # books 10 - 2 = 8 at the count
+    assert state.positions[STORE].on_hand == 7
+
+
 # -- versions ------------------------------------------------------------------------------
 
 

@@ -361,6 +361,97 @@ def test_positions_match_the_spec_read_literally(events: list[Event], data: st.D
     } == _reference_figures(events)
 
 
+def _reference_drifts(arrival: Sequence[Event]) -> dict[tuple[str, str], int | None]:
+    """SPEC 2 rule 3's drift read literally, for events that all arrive inside the windows:
+    the last applied count is the newest count; the one applied before it is the newest
+    of those that arrived before it. The drift is the books at the last count's time (the
+    previous count's figure, or zero, plus every on-hand effect after it and at or before
+    the last count) minus the last count's figure, whenever the other events arrived."""
+    effects: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+    counts: dict[tuple[str, str], list[Count]] = defaultdict(list)  # in arrival order
+    keys: set[tuple[str, str]] = set()
+    for e in arrival:
+        key = (e.sku, e.location)
+        keys.add(key)
+        if isinstance(e, TransferOut):
+            keys.add((e.sku, e.to_location))
+        if isinstance(e, Count):
+            counts[key].append(e)
+        elif (delta := _on_hand_delta(e)) != 0:
+            effects[key].append((e.occurred_us, delta))
+    drifts: dict[tuple[str, str], int | None] = {}
+    for key in keys:
+        if not counts[key]:
+            drifts[key] = None
+            continue
+        order = [(c.occurred_us, c.event_id) for c in counts[key]]
+        last_index = max(range(len(order)), key=lambda i: order[i])
+        last = counts[key][last_index]
+        before = counts[key][:last_index]
+        previous = max(before, key=lambda c: (c.occurred_us, c.event_id)) if before else None
+        since = previous.occurred_us if previous is not None else None
+        books = (previous.counted if previous is not None else 0) + sum(
+            d for at, d in effects[key] if (since is None or at > since) and at <= last.occurred_us
+        )
+        drifts[key] = books - last.counted
+    return drifts
+
+
+def _on_hand_delta(event: Event) -> int:
+    match event:
+        case Sale() | Pick() | TransferOut():
+            return -event.qty
+        case Return():
+            return event.qty if event.disposition == "sellable" else 0
+        case TransferIn() | Receipt():
+            return event.qty
+        case Adjust():
+            return event.delta
+    return 0
+
+
+@PROPERTY
+@given(events=event_sets, data=st.data())
+def test_the_drift_is_the_books_at_the_count_whatever_order_the_other_events_arrive_in(
+    events: list[Event], data: st.DataObject
+) -> None:
+    arrival = data.draw(st.permutations(events), label="arrival order")
+
+    states = _apply(arrival)
+
+    assert {
+        (sku, location): position.last_count_drift
+        for sku, state in states.items()
+        for location, position in state.positions.items()
+    } == _reference_drifts(arrival)
+
+
+@PROPERTY
+@given(events=event_sets, data=st.data())
+def test_with_counts_in_the_same_order_any_arrival_ends_in_the_same_state(
+    events: list[Event], data: st.DataObject
+) -> None:
+    """Issue 18's promise: keep the counts of each position in their order, shuffle every
+    other event, and positions, drifts and versions end the same."""
+    others = data.draw(st.permutations([e for e in events if not isinstance(e, Count)]))
+    counts = [e for e in events if isinstance(e, Count)]
+    places = data.draw(
+        st.lists(st.integers(0, len(others)), min_size=len(counts), max_size=len(counts))
+    )
+    arrival = list(others)
+    for offset, (place, count) in enumerate(zip(sorted(places), counts, strict=True)):
+        arrival.insert(place + offset, count)  # the counts keep their order
+
+    assert _state_figures(_apply(arrival)) == _state_figures(_apply(events))
+
+
+def _state_figures(states: dict[str, SkuState]) -> dict[str, Any]:
+    return {
+        sku: (state.version, {location: p for location, p in sorted(state.positions.items())})
+        for sku, state in states.items()
+    }
+
+
 @PROPERTY
 @given(pool=st.integers(0, 10**9), percent=st.integers(0, 100))
 def test_a_share_is_applied_exactly_as_written(pool: int, percent: int) -> None:
