@@ -23,7 +23,7 @@ from .events import Qty
 from .ids import ChannelName, DocumentId, LocationId, Sku
 from .processing import change_order
 from .rules import CompiledChannel, CompiledRules
-from .state import HeldLine, SkuState
+from .state import HeldLine, SkuState, line_size
 from .timeutil import MICROS_PER_SECOND, format_micros
 from .views import availability, eligible_sellable
 
@@ -254,6 +254,7 @@ def _take(state: SkuState, hold_id: str, line: HeldLine, expires_at_us: int) -> 
         hold = state.add_hold(hold_id, expires_at_us)
     hold.lines.append(line)
     state.book.touch(hold.chunk, 0)
+    state.book.grow(hold.chunk, line_size(line))
     if line.location is None:
         state.held_anywhere += line.qty
     else:

@@ -77,12 +77,15 @@ def sku_records(state: SkuState) -> list[Record]:
     if book.partial:
         raise ValueError(f"SKU {state.sku!r} was read for answers only and cannot be written")
     book.seal()
-    records: list[Record] = [
-        (chunk_key(state.sku, number), _encoder.encode(book.sealed[number].items))
-        for number in sorted(book.dirty)
-    ]
-    records += [(chunk_key(state.sku, number), None) for number in sorted(book.dropped)]
-    records.append((head_key(state.sku), encode_head(state)))
+    records: list[Record] = []
+    if book.dirty:  # most writes change no sealed chunk
+        records += [
+            (chunk_key(state.sku, number), _encoder.encode(book.sealed[number].items))
+            for number in sorted(book.dirty)
+        ]
+    if book.dropped:
+        records += [(chunk_key(state.sku, number), None) for number in sorted(book.dropped)]
+    records.append((HEAD + state.sku.encode(), encode_head(state)))
     return records
 
 
@@ -122,6 +125,10 @@ def has_chunks(head: SkuHead) -> bool:
     return head.chunk > 0
 
 
+# Every state read for answers shares this book: it holds nothing, and refuses changes.
+_ANSWERS_ONLY: Final = Book(partial=True)
+
+
 def answers_state(head: SkuHead) -> SkuState:
     """The head alone as a state: its positions and version, enough for every answer a
     reader gets (views.py). It cannot be changed or written (its chunks were not read)."""
@@ -133,7 +140,7 @@ def answers_state(head: SkuHead) -> SkuState:
         compacted_at=head.compacted_at,
         held_anywhere=head.held_anywhere,
         positions=head.positions,
-        book=Book(head.chunk, partial=True),
+        book=_ANSWERS_ONLY,
     )
 
 

@@ -122,9 +122,13 @@ class Chunk:
     __slots__ = ("items", "max_at", "size")
 
     def __init__(self, items: list[Item] | None = None) -> None:
-        self.items: list[Item] = items if items is not None else []
-        self.max_at = max((_time_of(item) for item in self.items), default=0)
-        self.size = sum(_size_of(item) for item in self.items)
+        if not items:  # a new chunk, the most common by far: nothing to count
+            self.items: list[Item] = []
+            self.max_at = self.size = 0
+            return
+        self.items = items
+        self.max_at = max(_time_of(item) for item in items)
+        self.size = sum(_size_of(item) for item in items)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Chunk) and self.items == other.items
@@ -162,12 +166,15 @@ class Book:
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 
-    def add(self, item: Item) -> int:
-        """Put a new item in the open chunk; returns that chunk's number."""
+    def add(self, item: Item, at: int, size: int) -> int:
+        """Put a new item (its time, its rough size) in the open chunk; returns that
+        chunk's number."""
+        assert not self.partial, "a state read for answers only is never changed"
         chunk = self.open
         chunk.items.append(item)
-        chunk.max_at = max(chunk.max_at, _time_of(item))
-        chunk.size += _size_of(item)
+        if at > chunk.max_at:
+            chunk.max_at = at
+        chunk.size += size
         return self.open_no
 
     def seal(self) -> None:
@@ -175,6 +182,8 @@ class Book:
         here, not as items come, leaves no trace of items added and taken out again
         between two writes (a refused hold), and a write always finds the open chunk
         within bounds however many events came since the last."""
+        if len(self.open.items) < CHUNK_ITEMS and self.open.size < CHUNK_BYTES:
+            return  # the common case: nothing to cut, and nothing to count
         items = self.open.items
         start, size = 0, 0
         for end, item in enumerate(items, 1):
@@ -182,9 +191,10 @@ class Book:
             if end - start >= CHUNK_ITEMS or size >= CHUNK_BYTES:
                 self._seal(items[start:end])
                 start, size = end, 0
-        if start:
-            self.open = Chunk(items[start:])
-            renumber(self.open.items, self.open_no)
+        # The rest stays open, its size counted afresh (items taken out since it was
+        # last counted left the running count high).
+        self.open = Chunk(items[start:])
+        renumber(self.open.items, self.open_no)
 
     def _seal(self, items: list[Item]) -> None:
         number = self.open_no
@@ -192,6 +202,10 @@ class Book:
         self.sealed[number] = Chunk(items)
         self.dirty.add(number)
         self.open_no = number + 1
+
+    def grow(self, number: int, size: int) -> None:
+        """An item of chunk `number` grew by about `size` bytes (a hold's new line)."""
+        self.chunk(number).size += size
 
     def chunk(self, number: int) -> Chunk:
         return self.open if number == self.open_no else self.sealed[number]
@@ -234,6 +248,10 @@ def _time_of(item: Item) -> int:
     return 0  # a hold ends by expiry or release, never by age
 
 
+def line_size(line: HeldLine) -> int:
+    return len(line.location or "") + _ITEM_OVERHEAD
+
+
 def _size_of(item: Item) -> int:
     if isinstance(item, Seen):
         return len(item.event_id) + _ITEM_OVERHEAD
@@ -270,19 +288,19 @@ class SkuState(Struct, gc=False):
 
     def remember(self, event_id: str, at: int) -> None:
         self.seen[event_id] = at
-        self.book.add(Seen(event_id, at))
+        self.book.add(Seen(event_id, at), at, len(event_id) + _ITEM_OVERHEAD)
 
     def add_effect(self, location: str, at: int, delta: int) -> None:
         effect = Effect(location, at, delta)
         self.effects.setdefault(location, []).append(effect)
-        self.book.add(effect)
+        self.book.add(effect, at, len(location) + _ITEM_OVERHEAD)
 
     def order(self, location: str, order_id: str) -> OrderDoc:
         docs = self.orders.setdefault(location, {})
         doc = docs.get(order_id)
         if doc is None:
             doc = docs[order_id] = OrderDoc(location, order_id)
-            doc.chunk = self.book.add(doc)
+            doc.chunk = self.book.add(doc, 0, _size_of(doc))
         return doc
 
     def transfer(self, location: str, transfer_id: str) -> TransferDoc:
@@ -290,12 +308,13 @@ class SkuState(Struct, gc=False):
         doc = docs.get(transfer_id)
         if doc is None:
             doc = docs[transfer_id] = TransferDoc(location, transfer_id)
-            doc.chunk = self.book.add(doc)
+            doc.chunk = self.book.add(doc, 0, _size_of(doc))
         return doc
 
     def add_hold(self, hold_id: str, expires_at: int) -> SkuHold:
         hold = self.holds[hold_id] = SkuHold(hold_id, expires_at, [])
-        hold.chunk = self.book.add(hold)
+        # Its lines come after: a full hold (100 lines) is still far inside a chunk's bound.
+        hold.chunk = self.book.add(hold, 0, _size_of(hold))
         return hold
 
     def remove_hold(self, hold: SkuHold) -> None:

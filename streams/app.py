@@ -151,7 +151,9 @@ class Worker:
             cache_skus=settings.cache_skus,
         )
         self.redis = aioredis.Redis.from_url(settings.redis_url)
-        self.publisher = RedisPublisher(self.redis, self.names.redis_namespace)
+        self.publisher = RedisPublisher(
+            self.redis, self.names.redis_namespace, self.metrics.redis_failures.inc
+        )
         self.publisher.on_published.append(self.observe_published)
         self.publisher.on_published.append(self.offer_to_feeds)
         self.publisher.on_ahead.append(self.published_ahead)

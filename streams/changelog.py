@@ -22,7 +22,7 @@ recovers from the changelog and reapplies what was not committed.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
@@ -80,7 +80,7 @@ class ChangelogWriter:
         self._on_failure = on_failure
         self._waiting: dict[int, list[Sequence[Record]]] = defaultdict(list)
         self._count = 0
-        self._in_flight: list[tuple[asyncio.Future[Any], TP, int]] = []
+        self._in_flight: deque[tuple[asyncio.Future[Any], TP, int]] = deque()
         self.failure: ChangelogFailure | None = None
         self._wake = asyncio.Event()
         self._sending = asyncio.Lock()  # one sender at a time keeps each partition in order
@@ -97,7 +97,7 @@ class ChangelogWriter:
             await self._wake.wait()
             self._wake.clear()
             await self._send_waiting()
-            await self._settle(wait=False)
+            self._settle()
 
     async def ebb(self) -> None:
         """Wait while too many records wait to be produced."""
@@ -106,9 +106,13 @@ class ChangelogWriter:
 
     async def acknowledged(self) -> None:
         """Every record added so far is acknowledged by Kafka; raises ChangelogFailure if
-        any record batch was not."""
+        any record batch was not. Batches sent meanwhile are not waited for: under a
+        steady stream there always are some, and the wait would never end."""
         await self._send_waiting()
-        await self._settle(wait=True)
+        sent = [delivered for delivered, _, _ in self._in_flight]
+        if sent:
+            await asyncio.wait(sent)
+        self._settle()
 
     async def _send_waiting(self) -> None:
         async with self._sending:
@@ -132,17 +136,11 @@ class ChangelogWriter:
                 self._fail(ChangelogFailure(f"could not hand a record batch to Kafka: {exc!r}"))
             self._raise_if_failed()
 
-    async def _settle(self, *, wait: bool) -> None:
-        """Book the acknowledged batches in order (faust's recovery offsets); with `wait`,
-        wait for every batch in flight."""
-        while self._in_flight:
-            delivered, tp, last = self._in_flight[0]
-            if not delivered.done():
-                if not wait:
-                    return
-                await asyncio.wait([delivered])
-                continue  # another caller may have booked it meanwhile
-            self._in_flight.pop(0)
+    def _settle(self) -> None:
+        """Book the acknowledged batches at the front of those in flight, in order (the
+        offsets faust's recovery starts from); raise once one failed."""
+        while self._in_flight and self._in_flight[0][0].done():
+            delivered, tp, last = self._in_flight.popleft()
             if delivered.cancelled() or delivered.exception() is not None:
                 reason = "cancelled" if delivered.cancelled() else repr(delivered.exception())
                 self._fail(

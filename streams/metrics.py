@@ -53,6 +53,12 @@ class WorkerMetrics:
             "Changelog record batches Kafka did not take: the worker stops on the first",
             registry=self.registry,
         )
+        self.redis_failures = Counter(
+            "availability_redis_write_failures",
+            "Redis calls of the read-model writer that failed; each is retried after a backoff "
+            "(up to 2 s) while the stream waits",
+            registry=self.registry,
+        )
         self.published_ahead = Counter(
             "availability_published_ahead_of_table",
             "SKUs whose answer in Redis has a newer version than this worker's table: only a "

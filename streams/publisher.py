@@ -69,11 +69,17 @@ _pack: Final = msgspec.msgpack.Encoder().encode
 
 
 class RedisPublisher:
-    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        namespace: str,
+        on_failure: Callable[[], None] = lambda: None,
+    ) -> None:
         self._client = client
         self._namespace = namespace
         self._script = client.register_script(_REPLACE_IF_NEWER)
         self.healthy = True
+        self._on_failure = on_failure  # each failed Redis call (retried after a backoff)
         self._pending: dict[str, bytes] = {}  # SKU -> its newest record
         self._rules: CompiledRules | None = None
         self._wake = asyncio.Event()
@@ -191,6 +197,7 @@ class RedisPublisher:
                 if self.healthy:
                     log.warning("redis unreachable, retrying: %s", exc)
                 self.healthy = False
+                self._on_failure()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 continue
