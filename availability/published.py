@@ -21,7 +21,7 @@ from typing import Final, NamedTuple
 import msgspec
 
 from .rules import CompiledRules
-from .state import SkuState
+from .state import SkuFigures
 from .timeutil import format_micros
 from .views import (
     Availability,
@@ -72,11 +72,11 @@ class Rendered(NamedTuple):
     quantities: Quantities
 
 
-def published_fields(state: SkuState, rules: CompiledRules) -> dict[str, str]:
+def published_fields(state: SkuFigures, rules: CompiledRules) -> dict[str, str]:
     return render(state, rules).fields
 
 
-def render(state: SkuState, rules: CompiledRules) -> Rendered:
+def render(state: SkuFigures, rules: CompiledRules) -> Rendered:
     """Every field of the SKU's hash, for the rules in force, and each channel's quantity.
     Each location's sellable is computed once and shared by the positions and every
     channel's answers: this runs for every SKU of every batch a worker applies."""

@@ -15,7 +15,7 @@ makes arrival order irrelevant.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Protocol
 
 from msgspec import Struct, field
 
@@ -262,6 +262,24 @@ def _size_of(item: Item) -> int:
     if isinstance(item, TransferDoc):
         return len(item.location) + len(item.transfer_id) + 2 * _ITEM_OVERHEAD
     return len(item.hold_id) + sum(len(line.location or "") + _ITEM_OVERHEAD for line in item.lines)
+
+
+class SkuFigures(Protocol):
+    """What every answer about a SKU is computed from: its whole state, or its head alone
+    (layout.SkuHead), read without its chunks."""
+
+    @property
+    def sku(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def updated_at(self) -> int: ...
+    @property
+    def newest_at(self) -> int: ...
+    @property
+    def held_anywhere(self) -> int: ...
+    @property
+    def positions(self) -> dict[str, Position]: ...
 
 
 class SkuState(Struct, gc=False):

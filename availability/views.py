@@ -10,7 +10,7 @@ from __future__ import annotations
 from msgspec import Struct
 
 from .rules import CompiledChannel, CompiledRules
-from .state import Position, SkuState
+from .state import Position, SkuFigures, SkuState
 from .timeutil import format_micros
 
 
@@ -51,7 +51,7 @@ def sellable(position: Position, safety_stock: int) -> int:
     return max(0, position.on_hand - position.reserved - position.held - safety_stock)
 
 
-def channel_pool(state: SkuState, eligible: list[LocationSellable]) -> int:
+def channel_pool(state: SkuFigures, eligible: list[LocationSellable]) -> int:
     """SPEC 3: the eligible sellable units, less the units of live holds that name no
     location, which every pool gives up."""
     return max(0, sum(entry.sellable for entry in eligible) - state.held_anywhere)
@@ -65,7 +65,7 @@ def location_pool(location_sellable: int, channel_pool: int) -> int:
 
 
 def eligible_sellable(
-    state: SkuState, rules: CompiledRules, channel: CompiledChannel
+    state: SkuFigures, rules: CompiledRules, channel: CompiledChannel
 ) -> list[LocationSellable]:
     """The channel's eligible locations for this SKU, by location id, with their sellable."""
     return [
@@ -88,7 +88,7 @@ def channel_quantity(channel: CompiledChannel, pool: int) -> int:
 
 
 def availability(
-    state: SkuState,
+    state: SkuFigures,
     rules: CompiledRules,
     channel: CompiledChannel,
     location: str | None = None,
@@ -109,7 +109,7 @@ def availability(
     )
 
 
-def positions(state: SkuState, rules: CompiledRules) -> Positions:
+def positions(state: SkuFigures, rules: CompiledRules) -> Positions:
     views = []
     for location, position in sorted(state.positions.items()):
         safety = rules.safety_stock(state.sku, location)
@@ -129,7 +129,7 @@ def positions(state: SkuState, rules: CompiledRules) -> Positions:
     return Positions(sku=state.sku, version=state.version, positions=views)
 
 
-def channel_quantities(state: SkuState, rules: CompiledRules) -> dict[str, int]:
+def channel_quantities(state: SkuFigures, rules: CompiledRules) -> dict[str, int]:
     """Every channel's quantity for the SKU: what a rules change compares, and what feeds carry."""
     return {
         name: channel_quantity(
@@ -139,7 +139,7 @@ def channel_quantities(state: SkuState, rules: CompiledRules) -> dict[str, int]:
     }
 
 
-def reader_fingerprint(state: SkuState, rules: CompiledRules) -> tuple[object, ...]:
+def reader_fingerprint(state: SkuFigures, rules: CompiledRules) -> tuple[object, ...]:
     """Everything a reader sees of a SKU that depends on the rules: a rules change bumps the
     SKU's version exactly when this changes."""
     per_channel = []

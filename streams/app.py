@@ -18,11 +18,12 @@ import faust
 import redis.asyncio as aioredis
 from prometheus_client import start_http_server
 
-from availability import Settings, SkuState
+from availability import Settings
 from availability.control import ExpireHolds, control_encoder
-from availability.layout import HEAD, answers_state, decode_head
+from availability.layout import HEAD, SkuHead, decode_head
 from availability.memory import settle_garbage_collector
 from availability.published import Quantities
+from availability.state import SkuFigures
 from availability.timeutil import MICROS_PER_SECOND
 from availability.topics import STATE_TABLE, Names, partition_for
 
@@ -346,23 +347,25 @@ class Worker:
             self.feed_topics[channel] = topic
         await topic.send(key=sku.encode(), value=value)
 
-    def offer_to_feeds(self, states: Sequence[SkuState], quantities: Sequence[Quantities]) -> None:
+    def offer_to_feeds(
+        self, states: Sequence[SkuFigures], quantities: Sequence[Quantities]
+    ) -> None:
         """Offer changes to the feeds only once Redis holds them: a feed item must never be
         ahead of the answers a snapshot reads, or a consumer that snapshots after the item
         entered the feed, but before its answer was written, would keep the older value."""
-        by_partition: dict[int, list[tuple[SkuState, Quantities]]] = defaultdict(list)
+        by_partition: dict[int, list[tuple[SkuFigures, Quantities]]] = defaultdict(list)
         for offer in zip(states, quantities, strict=True):
             partition = partition_for(offer[0].sku.encode(), self.settings.partitions)
             by_partition[partition].append(offer)
         for partition, offers in by_partition.items():
             self.fanout.changed(partition, offers)
 
-    def observe_published(self, states: Sequence[SkuState], _: Sequence[Quantities]) -> None:
+    def observe_published(self, states: Sequence[SkuFigures], _: Sequence[Quantities]) -> None:
         now = time.time()
         for state in states:
             self.metrics.sync_lag.observe(max(0.0, now - state.newest_at / MICROS_PER_SECOND))
 
-    def published_ahead(self, states: Sequence[SkuState]) -> None:
+    def published_ahead(self, states: Sequence[SkuFigures]) -> None:
         """Redis holds a newer version of these SKUs than this worker's table: the table
         lost writes, unless the partition moved meanwhile and its new owner wrote them."""
         if self.reassigning():
@@ -416,12 +419,9 @@ class Worker:
                 continue
             await self.rebuild(partition)
 
-    def partition_states(self, partition: int) -> list[SkuState]:
+    def partition_states(self, partition: int) -> list[SkuHead]:
         """Every SKU of the partition as its head has it: what answers and feeds need."""
-        return [
-            answers_state(decode_head(value))
-            for _, value in self.table.partition_items(partition, HEAD)
-        ]
+        return [decode_head(value) for _, value in self.table.partition_items(partition, HEAD)]
 
     async def rebuild(self, partition: int) -> None:
         started = time.perf_counter()

@@ -27,11 +27,11 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from availability import SkuState
 from availability.fanout import ChannelThrottle, ThrottledItem
 from availability.feeds import FeedItem, FeedObserver
 from availability.published import TRIMMED_FIELD, Quantities, feed_last_key, feed_stream_key
 from availability.rules import CompiledRules
+from availability.state import SkuFigures
 from availability.timeutil import MICROS_PER_SECOND, format_micros
 from availability.views import channel_quantities
 
@@ -115,7 +115,7 @@ class FeedPump:
         self._feeds = feeds
         return added
 
-    def changed(self, partition: int, offers: Iterable[tuple[SkuState, Quantities]]) -> None:
+    def changed(self, partition: int, offers: Iterable[tuple[SkuFigures, Quantities]]) -> None:
         """Offer the changed SKUs' quantities (as published) of every feed channel."""
         if not self._feeds:
             return
@@ -131,7 +131,9 @@ class FeedPump:
                 self._observer.feed_coalesced(channel, throttle.coalesced - before[channel])
         self._wake.set()
 
-    async def adopt(self, partition: int, states: Sequence[SkuState], rules: CompiledRules) -> None:
+    async def adopt(
+        self, partition: int, states: Sequence[SkuFigures], rules: CompiledRules
+    ) -> None:
         """A partition taken over: teach its throttles what each feed carries, and offer
         every SKU's current quantity (the throttle drops what the feed already says).
 

@@ -21,10 +21,10 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from availability import SkuState
-from availability.layout import answers_state, decode_head
+from availability.layout import decode_head
 from availability.published import Quantities, ready_key, render, sku_key
 from availability.rules import CompiledRules
+from availability.state import SkuFigures
 
 log = logging.getLogger("availability.worker")
 
@@ -85,9 +85,9 @@ class RedisPublisher:
         self._wake = asyncio.Event()
         self._writing = False
         # After each successful write: callback(states, each one's channel quantities).
-        self.on_published: list[Callable[[Sequence[SkuState], Sequence[Quantities]], None]] = []
+        self.on_published: list[Callable[[Sequence[SkuFigures], Sequence[Quantities]], None]] = []
         # The states whose SKU Redis holds at a newer version than the one written.
-        self.on_ahead: list[Callable[[Sequence[SkuState]], None]] = []
+        self.on_ahead: list[Callable[[Sequence[SkuFigures]], None]] = []
 
     async def submit(self, records: Mapping[str, bytes], rules: CompiledRules) -> None:
         """Queue the SKUs' newest head records (by SKU) for the background writer."""
@@ -105,8 +105,9 @@ class RedisPublisher:
             self._wake.clear()
             while self._pending:
                 # Decoded here, once per write: a SKU changed by many batches meanwhile
-                # costs one decode, and the worker's own states stay its own.
-                states = [answers_state(decode_head(head)) for head in self._pending.values()]
+                # costs one decode, and the worker's own states stay its own. The head
+                # alone is what answers are made of.
+                states = [decode_head(head) for head in self._pending.values()]
                 self._pending = {}
                 assert self._rules is not None
                 self._writing = True
@@ -122,7 +123,7 @@ class RedisPublisher:
         while self._pending or self._writing:  # noqa: ASYNC110 - rare: a new feed channel
             await asyncio.sleep(0.01)
 
-    async def publish(self, states: Sequence[SkuState], rules: CompiledRules) -> list[Quantities]:
+    async def publish(self, states: Sequence[SkuFigures], rules: CompiledRules) -> list[Quantities]:
         """Write the SKUs' answers; returns each one's channel quantities, as rendered."""
         quantities: list[Quantities] = []
         for start in range(0, len(states), CHUNK):
@@ -131,7 +132,7 @@ class RedisPublisher:
         return quantities
 
     async def _publish_once(
-        self, states: Sequence[SkuState], rules: CompiledRules
+        self, states: Sequence[SkuFigures], rules: CompiledRules
     ) -> list[Quantities]:
         pipe = self._client.pipeline(transaction=False)
         quantities = []
