@@ -21,7 +21,7 @@ from typing import Final, Protocol
 import msgspec
 from msgspec import Struct
 
-from .state import Book, Chunk, Item, Position, SkuState, renumber
+from .state import Book, Chunk, Item, Position, SkuState, chunk_of, renumber
 
 HEAD: Final = b"h"
 CHUNK: Final = b"c"
@@ -178,4 +178,4 @@ def _indexed(state: SkuState, number: int, items: list[Item]) -> Chunk:
     renumber(items, number)
     for item in items:
         state.index(item)
-    return Chunk(items)
+    return chunk_of(items)

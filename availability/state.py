@@ -116,55 +116,40 @@ class SkuHold(Struct, tag="h", array_like=True, gc=False):
 Item = Seen | Effect | OrderDoc | TransferDoc | SkuHold
 
 
-class Chunk:
+# Chunk and Book are Structs with gc=False, and their sets are dicts of ints, for the same
+# reason as the records above: a worker holds a hundred thousand states, and every object
+# the collector tracks is walked at each full collection (tracked objects per new state went
+# from 1 to 7 with the chunks, and a stream of new SKUs paused for them).
+class Chunk(Struct, gc=False):
     """Items in the order they came, the newest time among them, and their rough size."""
 
-    __slots__ = ("items", "max_at", "size")
-
-    def __init__(self, items: list[Item] | None = None) -> None:
-        if not items:  # a new chunk, the most common by far: nothing to count
-            self.items: list[Item] = []
-            self.max_at = self.size = 0
-            return
-        self.items = items
-        self.max_at = max(_time_of(item) for item in items)
-        self.size = sum(_size_of(item) for item in items)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Chunk) and self.items == other.items
-
-    __hash__ = None  # type: ignore[assignment]  # mutable
+    items: list[Item] = []
+    max_at: int = 0
+    size: int = 0
 
 
-class Book:
+def chunk_of(items: list[Item]) -> Chunk:
+    """A chunk of items read back or cut off: its time and size counted."""
+    if not items:
+        return Chunk()
+    return Chunk(
+        items, max(_time_of(item) for item in items), sum(_size_of(item) for item in items)
+    )
+
+
+class Book(Struct, gc=False):
     """Which chunk holds each item, and which sealed chunks changed or emptied since the SKU
     was last written. The open chunk is stored inside the head, so it is always written;
     new items go there, and `seal` cuts it into sealed chunks when it is full."""
 
-    __slots__ = ("dirty", "dropped", "open", "open_no", "partial", "sealed")
-
-    def __init__(self, open_no: int = 0, partial: bool = False) -> None:
-        self.open_no = open_no
-        self.open = Chunk()
-        self.sealed: dict[int, Chunk] = {}
-        self.dirty: set[int] = set()
-        self.dropped: set[int] = set()
-        # A head read alone (for answers): its sealed chunks were not read, so it must
-        # never be changed or written.
-        self.partial = partial
-
-    def __eq__(self, other: object) -> bool:
-        """The same items in the same chunks, with the same writes pending."""
-        return isinstance(other, Book) and (
-            self.open_no,
-            self.open,
-            self.sealed,
-            self.dirty,
-            self.dropped,
-            self.partial,
-        ) == (other.open_no, other.open, other.sealed, other.dirty, other.dropped, other.partial)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable
+    open_no: int = 0
+    # A head read alone (for answers): its sealed chunks were not read, so it must never
+    # be changed or written.
+    partial: bool = False
+    open: Chunk = field(default_factory=Chunk)
+    sealed: dict[int, Chunk] = {}
+    dirty: dict[int, None] = {}  # a set of chunk numbers (a dict of ints is not tracked)
+    dropped: dict[int, None] = {}
 
     def add(self, item: Item, at: int, size: int) -> int:
         """Put a new item (its time, its rough size) in the open chunk; returns that
@@ -193,14 +178,14 @@ class Book:
                 start, size = end, 0
         # The rest stays open, its size counted afresh (items taken out since it was
         # last counted left the running count high).
-        self.open = Chunk(items[start:])
+        self.open = chunk_of(items[start:])
         renumber(self.open.items, self.open_no)
 
     def _seal(self, items: list[Item]) -> None:
         number = self.open_no
         renumber(items, number)
-        self.sealed[number] = Chunk(items)
-        self.dirty.add(number)
+        self.sealed[number] = chunk_of(items)
+        self.dirty[number] = None
         self.open_no = number + 1
 
     def grow(self, number: int, size: int) -> None:
@@ -215,7 +200,7 @@ class Book:
         chunk = self.chunk(number)
         chunk.max_at = max(chunk.max_at, at)
         if number != self.open_no:
-            self.dirty.add(number)
+            self.dirty[number] = None
 
     def discard(self, number: int, item: Item) -> None:
         """Take `item` out of chunk `number`; an emptied sealed chunk is deleted."""
@@ -224,14 +209,14 @@ class Book:
         if number == self.open_no:
             return
         if chunk.items:
-            self.dirty.add(number)
+            self.dirty[number] = None
         else:
             self.drop(number)
 
     def drop(self, number: int) -> None:
         del self.sealed[number]
-        self.dirty.discard(number)
-        self.dropped.add(number)
+        self.dirty.pop(number, None)
+        self.dropped[number] = None
 
 
 def renumber(items: list[Item], number: int) -> None:
