@@ -7,6 +7,7 @@ its position leaks through timing; keys are never logged.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Final
 
@@ -17,7 +18,8 @@ from availability import ApiKey
 from .errors import ApiError
 
 SCOPES: Final = frozenset({"read", "hold", "write", "admin"})
-LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+# The one name taken for loopback without resolving it (RFC 6761: it means this machine).
+LOCALHOST: Final = "localhost"
 
 
 def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
@@ -41,7 +43,21 @@ def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
 
 
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    """Whether `host` is a loopback address: an IP literal (IPv6 also in brackets, or an
+    IPv4-mapped one) that is loopback, or the name `localhost` in any case. Any other name
+    is not, whatever it looks like: `127.evil.example` resolves wherever its DNS says."""
+    if host.lower() == LOCALHOST:
+        return True
+    bracketed = host.startswith("[") and host.endswith("]")
+    try:
+        address = ipaddress.ip_address(host[1:-1] if bracketed else host)
+    except ValueError:
+        return False
+    if not isinstance(address, ipaddress.IPv6Address):
+        return not bracketed and address.is_loopback  # brackets are for IPv6 only
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 class Authorizer:

@@ -3,10 +3,13 @@ order with that partition's events: a rules change (on every partition: SPEC sec
 version of each SKU it changes grows), and the checkout hold commands of SPEC 6, on the
 partition of their SKUs. A hold command names where its reply goes (`reply_to`, a Redis
 list: the one list every reply to its API process arrives on), and the writer answers once
-the command's effect is durable in its table."""
+the command's effect is durable in its table. Only a list of the API's reply namespace
+(`reply_key`) may be named: whoever can produce to the control topic must not make a writer
+push to (and set the expiry of) any other Redis key."""
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 import msgspec
@@ -78,10 +81,40 @@ class HoldReply(Struct, frozen=True, omit_defaults=True):
     request_id: str = ""  # the command's: what the API process waits on it by
 
 
+# The id in a reply list's key (`reply_key`): an API process's (`api-` and a uuid's hex)
+# or, from an API of before `reply_to`, a request's (a uuid's hex; empty for a release
+# sent alone). Letters, digits, `-` and `_` only, so no id can close the key's hash tag and
+# go on past it; a bounded length, so a key stays short.
+REPLY_ID_MAX_CHARS: Final = 64
+_REPLY_ID: Final = re.compile(rf"[A-Za-z0-9_-]{{0,{REPLY_ID_MAX_CHARS}}}")
+_ID_MARK: Final = "\x00"  # stands for the id when the shape of a reply key is worked out
+
+
 def reply_list(namespace: str, command: HoldCommand) -> str:
     """The Redis list a command's reply goes to: its `reply_to`, or (sent by an API of before
-    `reply_to`) a list of the request's own."""
+    `reply_to`) a list of the request's own. Check it with `reply_to_error` first."""
     return command.reply_to or reply_key(namespace, command.request_id)
+
+
+def reply_to_error(namespace: str, command: HoldCommand) -> str | None:
+    """Why a writer must not push `command`'s reply to `reply_list` (None: it may): the list
+    must be one of the API's reply lists in `namespace`, `reply_key(namespace, id)` with an
+    id that `_REPLY_ID` matches. A command sent by another producer could otherwise have the
+    writer push to, and set the expiry of, any Redis key, such as a SKU's answers."""
+    key = reply_list(namespace, command)
+    head, _, tail = reply_key(namespace, _ID_MARK).rpartition(_ID_MARK)
+    if (
+        len(key) >= len(head) + len(tail)
+        and key.startswith(head)
+        and key.endswith(tail)
+        and _REPLY_ID.fullmatch(key[len(head) : len(key) - len(tail)])
+    ):
+        return None
+    named_by = "reply_to" if command.reply_to else "request_id"
+    return (
+        f"the reply list {key[:200]!r} (from its {named_by}) is not one of the API's:"
+        f" {head}<id>{tail}, the id of at most {REPLY_ID_MAX_CHARS} letters, digits, '-' or '_'"
+    )
 
 
 hold_reply_decoder: Final = msgspec.json.Decoder(HoldReply)

@@ -15,7 +15,13 @@ from api import is_loopback
 from availability import InvalidRules, Settings
 from availability.ids import is_sku
 
-from .settings import SettingsError, settings_from
+from .settings import (
+    EMBEDDED_DATA_DIR,
+    WORKER_DATA_DIR,
+    WORKER_TABLES_FOLDER,
+    SettingsError,
+    settings_from,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (AVAIL_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (AVAIL_PORT, default 8000)")
     serve.add_argument(
-        "--data-dir", dest="data_dir", help="state directory (AVAIL_DATA_DIR, default ./var)"
+        "--data-dir",
+        dest="data_dir",
+        help=f"state directory (AVAIL_DATA_DIR, default {EMBEDDED_DATA_DIR})",
     )
     serve.add_argument(
         "--rules", dest="rules_file", help="rules document, JSON or YAML, applied at start"
@@ -49,7 +57,10 @@ def _parser() -> argparse.ArgumentParser:
         "worker", help="the streaming mode's stream processor (faust) on Kafka, publishing to Redis"
     )
     worker.add_argument(
-        "--data-dir", dest="data_dir", help="table state directory (AVAIL_DATA_DIR, default ./var)"
+        "--data-dir",
+        dest="data_dir",
+        help=f"table state directory (AVAIL_DATA_DIR, default {WORKER_DATA_DIR}): the tables go "
+        f"in its {WORKER_TABLES_FOLDER}/ folder, and a directory holding anything else is refused",
     )
     _add_operator_commands(commands)
     return parser
@@ -232,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_worker(settings)
     except InvalidRules as exc:
         print(f"availability: invalid rules: {exc}", file=sys.stderr)
+        return 2
+    except SettingsError as exc:  # a worker's data directory that isn't its own
+        print(f"availability: {exc}", file=sys.stderr)
         return 2
     return 2
 

@@ -12,6 +12,13 @@ from api import parse_api_keys
 from availability import Settings, Windows
 from availability.timeutil import MICROS_PER_HOUR
 
+# The two modes never share a default directory: a worker drops its tables after an unclean
+# stop and refuses a directory holding anything else (service/worker.py), such as the
+# embedded store, which stays where it always was.
+EMBEDDED_DATA_DIR = "./var"
+WORKER_DATA_DIR = "./var/worker"
+WORKER_TABLES_FOLDER = "worker-tables"  # in a worker's data directory: all it ever deletes
+
 
 class SettingsError(ValueError):
     """A setting has a value the service can't use; the message names it."""
@@ -41,6 +48,10 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {text!r}")
 
 
+def _default_data_dir(args: argparse.Namespace | None) -> str:
+    return WORKER_DATA_DIR if getattr(args, "command", None) == "worker" else EMBEDDED_DATA_DIR
+
+
 def settings_from(env: Mapping[str, str], args: argparse.Namespace | None = None) -> Settings:
     """AVAIL_* variables give the values; flags given on the command line win."""
     try:
@@ -50,7 +61,7 @@ def settings_from(env: Mapping[str, str], args: argparse.Namespace | None = None
     values = {
         "host": env.get("AVAIL_HOST", "127.0.0.1"),
         "port": _int(env, "AVAIL_PORT", 8000, minimum=1),
-        "data_dir": env.get("AVAIL_DATA_DIR", "./var"),
+        "data_dir": env.get("AVAIL_DATA_DIR") or _default_data_dir(args),
         "rules_file": env.get("AVAIL_RULES_FILE") or None,
         "api_keys": api_keys,
         "windows": Windows(

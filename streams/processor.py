@@ -28,6 +28,7 @@ from availability.control import (
     RulesChanged,
     control_decoder,
     reply_list,
+    reply_to_error,
 )
 from availability.events import Event, clock_error, decode_message
 from availability.holds import (
@@ -239,6 +240,18 @@ class Processor:
         elif isinstance(control, ExpireHolds):
             self._expire_due(partition, now, outcome)
         else:
+            # A reply to a key outside the API's reply lists: refused whole, unapplied.
+            refused = reply_to_error(self.names.redis_namespace, control)
+            if refused is not None:
+                self.dead_letters.send(
+                    message.value,
+                    message.key,
+                    f"invalid control message: {refused}",
+                    message.topic,
+                    partition,
+                    message.offset,
+                )
+                return
             reply = self._hold_command(partition, control, now, outcome)
             reply = msgspec.structs.replace(reply, request_id=control.request_id)
             key = reply_list(self.names.redis_namespace, control)

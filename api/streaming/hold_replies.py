@@ -50,6 +50,8 @@ class ReplyWaiter:
 class HoldReplies:
     def __init__(self, redis: Redis, namespace: str) -> None:
         self._redis = redis  # a pool whose socket timeout outlasts POP_WAIT_S
+        # A writer pushes only to a reply_key whose id is at most 64 letters, digits, '-' or
+        # '_' (availability.control.reply_to_error); it dead-letters any other command.
         self.key = reply_key(namespace, f"api-{uuid.uuid4().hex}")
         self._waiting: dict[str, ReplyWaiter] = {}
         self._task: asyncio.Task[None] | None = None

@@ -213,8 +213,9 @@ def test_an_unknown_path_is_404_not_found(anonymous: httpx.Client) -> None:
         (["--host", "0.0.0.0"], {"AVAIL_API_KEYS": ""}),
         ([], {"AVAIL_HOST": "0.0.0.0"}),
         (["--host", "::"], {}),
+        (["--host", "127.evil.example"], {}),
     ],
-    ids=["flag", "empty-keys", "env", "ipv6-any"],
+    ids=["flag", "empty-keys", "env", "ipv6-any", "name-like-loopback"],
 )
 def test_serve_refuses_a_non_loopback_address_without_keys(
     tmp_path: Path, args: list[str], env: dict[str, str]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 import pytest
 
 from availability import Rules, SkuState, decode_rules
@@ -13,6 +14,7 @@ from availability.control import ExpireHolds, PlaceHold, ReleaseHold, RulesChang
 from availability.holds import HoldLineRequest
 from availability.layout import answers_state, decode_head, read_state
 from availability.processing import Windows
+from availability.published import reply_key
 from availability.topics import Names, partition_for
 from streams.processor import RULES_KEY, Message, Processor, RulesHolder
 from streams.state_cache import StateCache
@@ -188,6 +190,35 @@ def test_the_cached_states_stay_what_the_table_holds_through_every_kind_of_batch
             assert_stored_as(state, table)
     assert table.records == plain_table.records
     assert read_state(table, a).holds == {}  # H1 expired, H2 never held
+
+
+def test_a_hold_command_whose_reply_would_go_outside_the_reply_lists_is_dead_lettered() -> None:
+    """Anyone who can produce to the control topic names the reply's Redis key: a key that
+    is not one of the API's reply lists (here a SKU's answers) refuses the command whole."""
+    made, table, dead = processor()
+    sku = sku_in(0)
+    made.handle_partition(
+        0,
+        [message(event("receipt", sku, "DC1", qty=5)), rules_change(1, {"channels": {"web": {}}})],
+    )
+    lines = [HoldLineRequest(sku, 2)]
+    namespace = NAMES.redis_namespace
+    foreign = PlaceHold("r1", "H1", "web", lines, NOW_US + 60_000_000, f"{namespace}:{{{sku}}}")
+    refused = control(foreign, 5)
+
+    outcome = made.handle_partition(0, [refused])
+
+    assert dead == [(refused.value, dead[0][1])]
+    assert dead[0][1].startswith("invalid control message: the reply list")
+    assert not outcome.replies
+    assert not outcome.changed
+    assert read_state(table, sku).holds == {}  # not applied: nothing held
+
+    own = msgspec.structs.replace(foreign, reply_to=reply_key(namespace, "api-1"))
+    outcome = made.handle_partition(0, [control(own, 6)])
+    assert [key for key, _ in outcome.replies] == [own.reply_to]
+    assert list(read_state(table, sku).holds) == ["H1"]
+    assert len(dead) == 1
 
 
 def test_a_batch_hands_on_its_records_which_later_batches_leave_as_they_were() -> None:
