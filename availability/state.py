@@ -15,7 +15,7 @@ makes arrival order irrelevant.
 
 from __future__ import annotations
 
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from msgspec import Struct, field
 
@@ -114,6 +114,7 @@ class SkuHold(Struct, tag="h", array_like=True, gc=False):
 
 
 Item = Seen | Effect | OrderDoc | TransferDoc | SkuHold
+Doc = TypeVar("Doc", OrderDoc, TransferDoc)
 
 
 # Chunk and Book are Structs with gc=False, and their sets are dicts of ints, for the same
@@ -299,18 +300,19 @@ class SkuState(Struct, gc=False):
         self.book.add(effect, at, len(location) + _ITEM_OVERHEAD)
 
     def order(self, location: str, order_id: str) -> OrderDoc:
-        docs = self.orders.setdefault(location, {})
-        doc = docs.get(order_id)
-        if doc is None:
-            doc = docs[order_id] = OrderDoc(location, order_id)
-            doc.chunk = self.book.add(doc, 0, _size_of(doc))
-        return doc
+        return self._document(self.orders, OrderDoc, location, order_id)
 
     def transfer(self, location: str, transfer_id: str) -> TransferDoc:
-        docs = self.transfers.setdefault(location, {})
-        doc = docs.get(transfer_id)
+        return self._document(self.transfers, TransferDoc, location, transfer_id)
+
+    def _document(
+        self, documents: dict[str, dict[str, Doc]], kind: type[Doc], location: str, doc_id: str
+    ) -> Doc:
+        """The document at `location`, opened (and put in the open chunk) if new."""
+        docs = documents.setdefault(location, {})
+        doc = docs.get(doc_id)
         if doc is None:
-            doc = docs[transfer_id] = TransferDoc(location, transfer_id)
+            doc = docs[doc_id] = kind(location, doc_id)
             doc.chunk = self.book.add(doc, 0, _size_of(doc))
         return doc
 
