@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
@@ -129,6 +130,10 @@ class ChangelogWriter:
                         delivered = await producer.send_batch(
                             batch, self._topic, partition=partition
                         )
+                        # Booked the moment Kafka acknowledges it, as faust books its own
+                        # writes: a recovery at the next rebalance starts right after it,
+                        # and never replays older records over this worker's newer ones.
+                        delivered.add_done_callback(partial(self._book, tp, last))
                         self._in_flight.append((delivered, tp, last))
             except ChangelogFailure as failure:
                 self._fail(failure)
@@ -136,18 +141,21 @@ class ChangelogWriter:
                 self._fail(ChangelogFailure(f"could not hand a record batch to Kafka: {exc!r}"))
             self._raise_if_failed()
 
+    def _book(self, tp: TP, last: int, delivered: asyncio.Future[Any]) -> None:
+        if delivered.cancelled() or delivered.exception() is not None:
+            reason = "cancelled" if delivered.cancelled() else repr(delivered.exception())
+            self._fail(ChangelogFailure(f"Kafka did not take a record batch for {tp}: {reason}"))
+        elif self.failure is None:
+            self._persisted(tp, delivered.result().offset + last)
+
     def _settle(self) -> None:
-        """Book the acknowledged batches at the front of those in flight, in order (the
-        offsets faust's recovery starts from); raise once one failed."""
+        """Forget the batches at the front of those in flight that are acknowledged (each
+        booked itself); raise once one failed."""
         while self._in_flight and self._in_flight[0][0].done():
             delivered, tp, last = self._in_flight.popleft()
             if delivered.cancelled() or delivered.exception() is not None:
-                reason = "cancelled" if delivered.cancelled() else repr(delivered.exception())
-                self._fail(
-                    ChangelogFailure(f"Kafka did not take a record batch for {tp}: {reason}")
-                )
+                self._book(tp, last, delivered)  # its callback may not have run yet
                 break
-            self._persisted(tp, delivered.result().offset + last)
         self._raise_if_failed()
 
     def _fail(self, failure: ChangelogFailure) -> None:
