@@ -5,8 +5,10 @@ the event log folded by the core, and the changelog is read back record by recor
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,9 +16,10 @@ from typing import Any, Final
 
 import pytest
 import redis
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import MessageSizeTooLargeError
 
 from availability.layout import chunk_items, chunk_prefix, decode_head, head_key
 from availability.state import Seen
@@ -193,6 +196,7 @@ def test_a_changelog_write_kafka_refuses_stops_the_worker_and_loses_nothing(
 
     # The broker now refuses every changelog record batch: too large for the topic.
     run(alter_topic(changelog, kept_configs | {"max.message.bytes": "64"}))
+    assert run(refused_by_broker(changelog)), "the broker never applied max.message.bytes"
     after = event_mix(300, skus=20, seed=12, start_serial=10_000)
     run(produce(stack, event_messages(stack, after)))
 
@@ -224,6 +228,24 @@ async def source_ends(stack: Stack) -> dict[TopicPartition, int]:
             tp = TopicPartition(topic, record.partition)
             ends[tp] = max(ends.get(tp, 0), record.offset + 1)
     return ends
+
+
+async def refused_by_broker(topic: str, within_s: float = 30.0) -> bool:
+    """Wait until the broker applies a topic's new size limit: a probe it refuses. (A probe
+    taken before is stored under a key no SKU record has, which a restore passes over.)"""
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all")
+    await producer.start()
+    try:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            try:
+                await producer.send_and_wait(topic, b"x" * 1024, key=b"\x00probe", partition=0)
+            except MessageSizeTooLargeError:
+                return True
+            await asyncio.sleep(0.5)
+        return False
+    finally:
+        await producer.stop()
 
 
 async def topic_configs(topic: str) -> dict[str, str]:
