@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 
 from availability import Settings
 from availability.control import ExpireHolds, control_encoder
-from availability.layout import HEAD, SkuHead, decode_head
+from availability.layout import HEAD, SkuHead, decode_head, head_key
 from availability.memory import settle_garbage_collector
 from availability.published import Quantities
 from availability.state import SkuFigures
@@ -329,9 +329,9 @@ class Worker:
 
     async def readopt_feeds(self) -> None:
         for partition in sorted(self.active_partitions()):
-            await self.fanout.adopt(
-                partition, self.partition_states(partition), self.rules.compiled
-            )
+            states = self.partition_states(partition)
+            await self.durable()  # as in rebuild: nothing the changelog may still refuse
+            await self.fanout.adopt(partition, states, self.rules.compiled)
 
     async def send_to_feed_topic(self, channel: str, sku: str, value: bytes) -> None:
         topic = self.feed_topics.get(channel)
@@ -365,26 +365,39 @@ class Worker:
         for state in states:
             self.metrics.sync_lag.observe(max(0.0, now - state.newest_at / MICROS_PER_SECOND))
 
-    def published_ahead(self, states: Sequence[SkuFigures]) -> None:
-        """Redis holds a newer version of these SKUs than this worker's table: the table
-        lost writes, unless the partition moved meanwhile and its new owner wrote them."""
+    def published_ahead(self, found: Sequence[tuple[SkuFigures, int]]) -> None:
+        """Redis holds a newer version of these SKUs than was written: an alarm when it is
+        newer than this worker's table too (the table lost writes), unless the partition
+        moved meanwhile and its new owner wrote them. (A rebuild publishes states read
+        before it waited for the changelog, and newer ones may be published meanwhile.)"""
         if self.reassigning():
             return
         owned = self.active_partitions()
         lost = [
-            state
-            for state in states
-            if partition_for(state.sku.encode(), self.settings.partitions) in owned
+            (state, stored)
+            for state, stored in found
+            if (partition := partition_for(state.sku.encode(), self.settings.partitions)) in owned
+            and stored > self.table_version(partition, state.sku)
         ]
         if lost:
             self.metrics.published_ahead.inc(len(lost))
+            state, stored = lost[0]
             log.error(
                 "redis holds newer versions than the table for %d SKUs (%s at version %d, "
-                "first of them): table writes were lost; see `availability sku-history`",
+                "the table at %d, first of them): table writes were lost; see "
+                "`availability sku-history`",
                 len(lost),
-                lost[0].sku,
-                lost[0].version,
+                state.sku,
+                stored,
+                self.table_version(
+                    partition_for(state.sku.encode(), self.settings.partitions), state.sku
+                ),
             )
+
+    def table_version(self, partition: int, sku: str) -> int:
+        """The SKU's version in the table now."""
+        head = self.table.reader(partition).get(head_key(sku))
+        return -1 if head is None else decode_head(head).version
 
     def active_partitions(self) -> set[int]:
         topics = set(self.names.inventory_topics)
@@ -393,8 +406,8 @@ class Worker:
     async def maintain(self) -> None:
         """Republish every partition this worker owns but did not publish whole since it
         took it over (a start, a rebalance, a Redis flush), then mark it ready."""
-        if self.reassigning():
-            return
+        if self.reassigning() or self.failed is not None:
+            return  # a failed worker is stopping: it marks nothing ready again
         if not self.follower.caught_up.is_set():
             return
         owned = self.active_partitions()
@@ -426,9 +439,15 @@ class Worker:
     async def rebuild(self, partition: int) -> None:
         started = time.perf_counter()
         states = self.partition_states(partition)
+        # The table may hold writes the changelog has not acknowledged yet: they go out
+        # once it has, and never if it refused them (the worker is stopping then).
+        try:
+            await self.durable()
+        except ChangelogFailure:
+            return
         await self.publisher.publish(states, self.rules.compiled)
-        if partition not in self.active_partitions():
-            return  # taken away while we published: its new owner will rebuild it
+        if partition not in self.active_partitions() or self.failed is not None:
+            return  # taken away while we published (its new owner rebuilds it), or stopping
         self.processor.remember_holds(partition, self.table.reader(partition))
         await self.fanout.adopt(partition, states, self.rules.compiled)
         await self.publisher.mark_ready(partition, self.instance_id)

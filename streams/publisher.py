@@ -51,7 +51,7 @@ for i, key in ipairs(KEYS) do
     if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
     written = written + 1
   elseif current > version then
-    ahead[#ahead + 1] = i
+    ahead[#ahead + 1] = {i, current}
   end
 end
 return {written, ahead}
@@ -86,8 +86,8 @@ class RedisPublisher:
         self._writing = False
         # After each successful write: callback(states, each one's channel quantities).
         self.on_published: list[Callable[[Sequence[SkuFigures], Sequence[Quantities]], None]] = []
-        # The states whose SKU Redis holds at a newer version than the one written.
-        self.on_ahead: list[Callable[[Sequence[SkuFigures]], None]] = []
+        # (state, the version Redis holds) for each state whose SKU Redis holds newer.
+        self.on_ahead: list[Callable[[Sequence[tuple[SkuFigures, int]]], None]] = []
 
     async def submit(self, records: Mapping[str, bytes], rules: CompiledRules) -> None:
         """Queue the SKUs' newest head records (by SKU) for the background writer."""
@@ -147,9 +147,9 @@ class RedisPublisher:
             await self._script(keys=keys, args=[_pack(items)], client=pipe)
         replies = await pipe.execute()
         ahead = [
-            states[call * SKUS_PER_CALL + index - 1]
-            for call, (_, indexes) in enumerate(replies)
-            for index in indexes
+            (states[call * SKUS_PER_CALL + index - 1], stored)
+            for call, (_, behind) in enumerate(replies)
+            for index, stored in behind
         ]
         if ahead:
             for callback in self.on_ahead:

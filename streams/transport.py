@@ -29,6 +29,13 @@ without ever having them applied, and records delivered to the worker in batches
    flush gives up after 0.1 s without progress. A commit that ran ahead of the changelog
    would let a kill -9 lose events whose offsets were committed. Waiting here, rather than
    after each batch, lets the worker go on with its next batch while Kafka acknowledges.
+
+4. Changelog records fetched but not delivered (the flow stopped in between) are fetched
+   again. faust drops them as it drops source records, but seeks changelog partitions only
+   at a rebalance: the seek that ends a recovery stops the flow, and a standby that had
+   just started reading from its beginning skipped those records for good. Taking the
+   partition over later, the worker found SKU heads without the chunks written before
+   them, and counted documents again.
 """
 
 from __future__ import annotations
@@ -171,16 +178,24 @@ class RewindingConsumer(faust_aiokafka.Consumer):
                 await asyncio.sleep(0)  # a run of empty fetches must still give way
                 if not records or self.should_stop:
                     continue
+                generation = self.app.consumer_generation_id
+                undelivered = {
+                    tp: fetched[0].offset
+                    for tp, fetched in records.items()
+                    if fetched and tp.topic not in batches.topics
+                }
                 if not self.flow_active:
                     # As faust's getmany: what was fetched across a stop goes, and the
                     # partitions are read again from their committed offsets.
+                    await self._refetch_changelogs(undelivered, generation)
                     await self._seek_after_stop()
                     continue
                 self._no_record_in_delivery.clear()
                 try:
-                    await self._deliver(records, active, batches)
+                    await self._deliver(records, active, batches, generation, undelivered)
                 finally:
                     self._no_record_in_delivery.set()
+                await self._refetch_changelogs(undelivered, generation)
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if not self.transport.app.should_stop:
@@ -202,10 +217,29 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         except Exception as exc:
             self.log.warning("exception performing seek when flow not active %r", exc)
 
+    async def _refetch_changelogs(self, undelivered: Mapping[TP, int], generation: int) -> None:
+        """Fetch changelog records again from the first one not delivered. A seek to the
+        committed offsets covers the source topics only, and faust seeks a changelog only
+        at a rebalance: a standby that lost records fetched across a stop of the flow (the
+        seek that ends a recovery stops it) would go on without them for good, and a
+        takeover would find a SKU's head without the chunks written before it."""
+        if not undelivered or self.app.consumer_generation_id != generation:
+            return  # after a rebalance faust seeks every changelog partition itself
+        assigned = self.assignment()
+        for tp, offset in undelivered.items():
+            if tp in assigned:
+                await self.seek(tp, offset)
+
     async def _deliver(
-        self, records: RecordBatch, active: set[TP] | None, batches: BatchDelivery
+        self,
+        records: RecordBatch,
+        active: set[TP] | None,
+        batches: BatchDelivery,
+        generation: int,
+        undelivered: dict[TP, int],
     ) -> None:
-        generation = self.app.consumer_generation_id
+        """Deliver a fetch's records; `undelivered` keeps, per changelog partition, the
+        offset of its first record not delivered (none once all were)."""
         chunk: dict[TP, Sequence[ConsumerRecord[bytes, bytes]]] = {}
         size = 0
         for tp, fetched in records.items():
@@ -217,6 +251,8 @@ class RewindingConsumer(faust_aiokafka.Consumer):
                     if not self._still_flowing(generation):
                         return
                     await self._deliver_one(tp, record)
+                    undelivered[tp] = record.offset + 1
+                del undelivered[tp]
                 continue
             unread = self._unread(tp, fetched)
             while unread:

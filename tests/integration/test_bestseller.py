@@ -181,12 +181,6 @@ def assert_every_head_is_whole(records: list[Any]) -> None:
     assert heads > 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN DEFECT, open: in two CI runs of 2026-12-03 Redis showed answers of events "
-    "whose changelog write the broker refused (it passed in three local runs): something "
-    "still publishes past a failed changelog write; see the session note.",
-)
 def test_a_changelog_write_kafka_refuses_stops_the_worker_and_loses_nothing(
     stack: Stack, workers: list[WorkerProcess], tmp_path: Path
 ) -> None:

@@ -42,13 +42,13 @@ async def test_a_hash_is_replaced_whole_by_a_newer_version_and_never_by_an_older
 
     # Odd SKUs come back older (a slow writer), even ones newer and without S001.
     again = [sku_at(n, 1, {"DC1": 99}) if n % 2 else sku_at(n, 3, {"DC1": 7}) for n in range(count)]
-    ahead: list[str] = []
-    publisher.on_ahead.append(lambda states: ahead.extend(state.sku for state in states))
+    ahead: list[tuple[str, int]] = []
+    publisher.on_ahead.append(lambda found: ahead.extend((s.sku, v) for s, v in found))
     quantities = await publisher.publish(again, RULES)
 
     # The writer is told of every SKU whose stored version was newer than the one it wrote
-    # (the worker raises its lost-writes alarm for those it owns), and of no other.
-    assert ahead == [state.sku for state in again[1::2]]
+    # and of that version (the worker compares it with its table's), and of no other.
+    assert ahead == [(state.sku, 2) for state in again[1::2]]
 
     assert quantities == [channel_quantities(state, RULES) for state in again]
     for n in range(count):

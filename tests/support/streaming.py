@@ -19,10 +19,12 @@ from typing import Any, Final
 import msgspec
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from rocksdict import AccessType, Options, Rdict
 
 from api.streaming.topics_admin import ensure_topics
 from availability import SkuState, apply_events, decode_event
 from availability.events import clock_error
+from availability.layout import CHUNK, HEAD
 from availability.topics import Names
 
 from .server import REPO_ROOT, child_env, cli_command, free_port, kill, terminate
@@ -71,13 +73,15 @@ class WorkerProcess:
         self.data_dir = data_dir
         self.standby_replicas = standby_replicas
         self.log_path = data_dir.with_name(f"{data_dir.name}.log")
+        self.metrics_port = 0  # where its Prometheus metrics are served, once started
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
+        self.metrics_port = free_port()
         env = {
             **self.stack.env,
             "AVAIL_DATA_DIR": str(self.data_dir),
-            "AVAIL_METRICS_PORT": str(free_port()),
+            "AVAIL_METRICS_PORT": str(self.metrics_port),
             "AVAIL_STANDBY_REPLICAS": str(self.standby_replicas),
             **self.extra_env,
         }
@@ -255,3 +259,40 @@ def wait_until(check: Any, timeout_s: float, interval_s: float = 0.25) -> bool:
             return True
         time.sleep(interval_s)
     return bool(check())
+
+
+def changelog_image(records: Iterable[Any]) -> dict[int, dict[bytes, bytes]]:
+    """Partition -> key -> last value of a state changelog's SKU records (tombstones
+    delete)."""
+    image: dict[int, dict[bytes, bytes]] = {}
+    for record in records:
+        keys = image.setdefault(record.partition, {})
+        if not is_sku_record(record.key):
+            continue
+        if record.value is None:
+            keys.pop(record.key, None)
+        else:
+            keys[record.key] = record.value
+    return image
+
+
+def local_table_image(data_dir: Path, table: str) -> dict[int, dict[bytes, bytes]]:
+    """Partition -> key -> value of a stopped worker's RocksDB table, SKU records only."""
+    image: dict[int, dict[bytes, bytes]] = {}
+    for path in sorted(data_dir.rglob(f"{table}-*.db")):
+        partition = int(path.name.removesuffix(".db").rsplit("-", 1)[1])
+        db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+        try:
+            image[partition] = {
+                key: value
+                for key, value in db.items()
+                if isinstance(key, bytes) and isinstance(value, bytes) and is_sku_record(key)
+            }
+        finally:
+            db.close()
+    return image
+
+
+def is_sku_record(key: bytes | None) -> bool:
+    """A SKU's head or chunk, not faust's offsets or a partition's rules record."""
+    return key is not None and key[:1] in (HEAD, CHUNK)
