@@ -7,7 +7,7 @@ embedded engine and the stream workers are thin shells around it.
 from .batch import BatchResult, DeadLetter, apply_events
 from .errors import AvailabilityError, InvalidEvent, InvalidRules, NotReady, UnknownChannel
 from .events import Event, FieldError, decode_batch_items, decode_event, decode_raw_list
-from .layout import answers_state, decode_head, load_state, sku_records, written
+from .layout import answers_state, decode_figures, decode_head, load_state, sku_records, written
 from .processing import Applied, Outcome, Windows, apply_event, compact
 from .rules import CompiledRules, Rules, decode_rules, encode_rules, rules_from_object
 from .settings import ApiKey, Settings
@@ -43,9 +43,10 @@ __all__ = [
     "compact",
     "decode_batch_items",
     "decode_event",
+    "decode_figures",
+    "decode_head",
     "decode_raw_list",
     "decode_rules",
-    "decode_head",
     "encode_rules",
     "load_state",
     "positions",

@@ -41,10 +41,26 @@ class SkuHead(Struct, gc=False, omit_defaults=True):
     items: list[Item] = []  # the open chunk's
 
 
+class HeadFigures(Struct, gc=False):
+    """A head read for its figures alone (answers, feeds, checks): decoding it skips the
+    open chunk's items, which would otherwise be made and dropped at every publish of a
+    SKU (4.1 µs a head against 1.6 for a SKU at 8 stores with 20 items)."""
+
+    sku: str
+    version: int = 0
+    updated_at: int = 0
+    newest_at: int = 0
+    compacted_at: int = 0
+    held_anywhere: int = 0
+    holds: int = 0
+    positions: dict[str, Position] = {}
+
+
 Record = tuple[bytes, bytes | None]  # (key, value); a None value deletes the key
 
 _encoder: Final = msgspec.msgpack.Encoder()
 _head_decoder: Final = msgspec.msgpack.Decoder(SkuHead)
+_figures_decoder: Final = msgspec.msgpack.Decoder(HeadFigures)
 _chunk_decoder: Final = msgspec.msgpack.Decoder(list[Item])
 
 
@@ -116,6 +132,10 @@ def decode_head(data: bytes) -> SkuHead:
     return _head_decoder.decode(data)
 
 
+def decode_figures(data: bytes) -> HeadFigures:
+    return _figures_decoder.decode(data)
+
+
 def chunk_items(data: bytes) -> list[Item]:
     return _chunk_decoder.decode(data)
 
@@ -129,7 +149,7 @@ def has_chunks(head: SkuHead) -> bool:
 _ANSWERS_ONLY: Final = Book(partial=True)
 
 
-def answers_state(head: SkuHead) -> SkuState:
+def answers_state(head: SkuHead | HeadFigures) -> SkuState:
     """The head alone as a state: its positions and version, enough for every answer a
     reader gets (views.py). It cannot be changed or written (its chunks were not read)."""
     return SkuState(

@@ -34,7 +34,7 @@ from .events import (
     TransferIn,
     TransferOut,
 )
-from .state import Effect, Item, OrderDoc, Seen, SkuState, TransferDoc
+from .state import Effect, Item, OrderDoc, Position, Seen, SkuState, TransferDoc
 from .timeutil import MICROS_PER_DAY, MICROS_PER_HOUR
 
 
@@ -85,7 +85,9 @@ def apply_event(
             "cannot tell whether it was already applied",
         )
     location = event.location
-    position = state.position(location)
+    position = state.positions.get(location)
+    if position is None:
+        position = state.positions[location] = Position()
     was_oversold = position.oversold
     drift: int | None = None
     oversold_change = 0
@@ -105,7 +107,7 @@ def apply_event(
                 return _STALE
             drift = _rebase(state, location, occurred, event.event_id, event.counted)
         case Sale() | Pick():
-            _on_hand_effect(state, location, occurred, -event.qty)
+            _on_hand_effect(state, position, location, occurred, -event.qty)
             if isinstance(event, Pick) and event.order_id is not None:
                 change_order(state, location, event.order_id, occurred, picked=event.qty)
         case Order():
@@ -114,11 +116,11 @@ def apply_event(
             change_order(state, location, event.order_id, occurred, cancelled=event.qty)
         case Return():
             if event.disposition == "sellable":
-                _on_hand_effect(state, location, occurred, event.qty)
+                _on_hand_effect(state, position, location, occurred, event.qty)
             else:
                 position.unsellable += event.qty
         case TransferOut():
-            _on_hand_effect(state, location, occurred, -event.qty)
+            _on_hand_effect(state, position, location, occurred, -event.qty)
             destination = state.position(event.to_location)
             destination_was_oversold = destination.oversold
             _change_transfer(
@@ -128,12 +130,12 @@ def apply_event(
             if destination is not position:
                 oversold_change += destination.oversold - destination_was_oversold
         case TransferIn():
-            _on_hand_effect(state, location, occurred, event.qty)
+            _on_hand_effect(state, position, location, occurred, event.qty)
             _change_transfer(state, location, event.transfer_id, occurred, received=event.qty)
         case Receipt():
-            _on_hand_effect(state, location, occurred, event.qty)
+            _on_hand_effect(state, position, location, occurred, event.qty)
         case Adjust():
-            _on_hand_effect(state, location, occurred, event.delta)
+            _on_hand_effect(state, position, location, occurred, event.delta)
 
     position.newest_at = max(position.newest_at, occurred)
     state.remember(event.event_id, occurred)
@@ -148,8 +150,9 @@ def apply_event(
     return Applied(Outcome.APPLIED, drift=drift, oversold_change=oversold_change)
 
 
-def _on_hand_effect(state: SkuState, location: str, occurred: int, delta: int) -> None:
-    position = state.positions[location]
+def _on_hand_effect(
+    state: SkuState, position: Position, location: str, occurred: int, delta: int
+) -> None:
     last_count = position.last_count_at
     if last_count is not None and occurred <= last_count:
         # Already in the count's figure, so on_hand stays; but the books the count was

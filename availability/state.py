@@ -290,14 +290,32 @@ class SkuState(Struct, gc=False):
             position = self.positions[location] = Position()
         return position
 
+    # remember and add_effect run for nearly every event: Book.add is written out in them.
     def remember(self, event_id: str, at: int) -> None:
         self.seen[event_id] = at
-        self.book.add(Seen(event_id, at), at, len(event_id) + _ITEM_OVERHEAD)
+        chunk = self._open_chunk()
+        chunk.items.append(Seen(event_id, at))
+        if at > chunk.max_at:
+            chunk.max_at = at
+        chunk.size += len(event_id) + _ITEM_OVERHEAD
 
     def add_effect(self, location: str, at: int, delta: int) -> None:
         effect = Effect(location, at, delta)
-        self.effects.setdefault(location, []).append(effect)
-        self.book.add(effect, at, len(location) + _ITEM_OVERHEAD)
+        effects = self.effects.get(location)
+        if effects is None:
+            self.effects[location] = [effect]
+        else:
+            effects.append(effect)
+        chunk = self._open_chunk()
+        chunk.items.append(effect)
+        if at > chunk.max_at:
+            chunk.max_at = at
+        chunk.size += len(location) + _ITEM_OVERHEAD
+
+    def _open_chunk(self) -> Chunk:
+        book = self.book
+        assert not book.partial, "a state read for answers only is never changed"
+        return book.open
 
     def order(self, location: str, order_id: str) -> OrderDoc:
         return self._document(self.orders, OrderDoc, location, order_id)

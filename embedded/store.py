@@ -23,7 +23,7 @@ from typing import Final
 import msgspec
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
-from availability import SkuState, answers_state, decode_head, sku_records, written
+from availability import SkuState, answers_state, decode_figures, sku_records, written
 from availability.holds import HoldRecord
 from availability.layout import HEAD, head_key, read_state
 
@@ -155,7 +155,7 @@ class RocksStore:
         without a location) without reading a chunk."""
         start = None if after is None else SKU_RECORDS + head_key(after) + b"\x00"
         for _, value in self._scan(SKU_RECORDS + HEAD, start):
-            yield answers_state(decode_head(value))
+            yield answers_state(decode_figures(value))
 
     # -- the ingest log --------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 
 from availability import Settings
 from availability.control import ExpireHolds, control_encoder
-from availability.layout import HEAD, SkuHead, decode_head, head_key
+from availability.layout import HEAD, HeadFigures, decode_figures, head_key
 from availability.memory import settle_garbage_collector
 from availability.published import Quantities
 from availability.state import SkuFigures
@@ -397,7 +397,7 @@ class Worker:
     def table_version(self, partition: int, sku: str) -> int:
         """The SKU's version in the table now."""
         head = self.table.reader(partition).get(head_key(sku))
-        return -1 if head is None else decode_head(head).version
+        return -1 if head is None else decode_figures(head).version
 
     def active_partitions(self) -> set[int]:
         topics = set(self.names.inventory_topics)
@@ -432,9 +432,9 @@ class Worker:
                 continue
             await self.rebuild(partition)
 
-    def partition_states(self, partition: int) -> list[SkuHead]:
+    def partition_states(self, partition: int) -> list[HeadFigures]:
         """Every SKU of the partition as its head has it: what answers and feeds need."""
-        return [decode_head(value) for _, value in self.table.partition_items(partition, HEAD)]
+        return [decode_figures(value) for _, value in self.table.partition_items(partition, HEAD)]
 
     async def rebuild(self, partition: int) -> None:
         started = time.perf_counter()

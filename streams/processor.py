@@ -43,6 +43,7 @@ from availability.holds import (
 from availability.layout import (
     HEAD,
     RecordReader,
+    decode_figures,
     decode_head,
     load_state,
     read_state,
@@ -262,7 +263,7 @@ class Processor:
         say which SKUs carry any)."""
         due = self.hold_expiries.setdefault(partition, [])
         for key, value in reader.scan(HEAD):
-            if decode_head(value).holds:
+            if decode_figures(value).holds:
                 state = read_state(reader, sku_of_head(key))
                 for hold_id, hold in state.holds.items():
                     heapq.heappush(due, (hold.expires_at, state.sku, hold_id))

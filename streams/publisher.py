@@ -21,7 +21,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from availability.layout import decode_head
+from availability.layout import decode_figures
 from availability.published import Quantities, ready_key, render, sku_key
 from availability.rules import CompiledRules
 from availability.state import SkuFigures
@@ -105,9 +105,9 @@ class RedisPublisher:
             self._wake.clear()
             while self._pending:
                 # Decoded here, once per write: a SKU changed by many batches meanwhile
-                # costs one decode, and the worker's own states stay its own. The head
-                # alone is what answers are made of.
-                states = [decode_head(head) for head in self._pending.values()]
+                # costs one decode, and the worker's own states stay its own. The head's
+                # figures alone are what answers are made of.
+                states = [decode_figures(head) for head in self._pending.values()]
                 self._pending = {}
                 assert self._rules is not None
                 self._writing = True

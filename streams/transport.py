@@ -228,6 +228,7 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         assigned = self.assignment()
         for tp, offset in undelivered.items():
             if tp in assigned:
+                self.log.info("changelog %s fetched again from offset %d", tp, offset)
                 await self.seek(tp, offset)
 
     async def _deliver(

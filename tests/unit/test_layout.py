@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 
 from availability.events import Event
 from availability.holds import HoldLineRequest, place_hold, release_hold
-from availability.layout import chunk_prefix, head_key, read_state, sku_records, written
+from availability.layout import (
+    chunk_prefix,
+    decode_figures,
+    head_key,
+    read_state,
+    sku_records,
+    written,
+)
 from availability.processing import Outcome, apply_event
 from availability.state import CHUNK_ITEMS, SkuState
 from tests.support.tables import MemoryTable, assert_stored_as, same_state
@@ -136,6 +143,28 @@ def test_items_past_the_windows_leave_the_store_chunk_by_chunk() -> None:
     # A forgotten id is not forgotten silently: it is past the window, so dead-lettered.
     assert apply_event(state, receipt(1, event_id="e-0"), NOW_US).outcome is Outcome.DEAD_LETTERED
     assert same_state(read_state(table, SKU), state)
+
+
+def test_a_heads_figures_read_alone_are_the_states() -> None:
+    rules = compiled(channels={"web": {}})
+    state = SkuState(sku=SKU)
+    for n in range(CHUNK_ITEMS * 2):
+        apply_event(state, receipt(2, location=f"S00{n % 3}", event_id=f"r-{n}"), NOW_US)
+    lines = [HoldLineRequest(SKU, 1, "S001"), HoldLineRequest(SKU, 2)]
+    assert not place_hold(
+        lambda sku: state, "H1", rules.channels["web"], rules, lines, NOW_US, NOW_US
+    )
+
+    head = dict(sku_records(state))[head_key(SKU)]
+    assert head is not None
+    figures = decode_figures(head)
+    assert (figures.sku, figures.version, figures.updated_at, figures.newest_at) == (
+        state.sku,
+        state.version,
+        state.updated_at,
+        state.newest_at,
+    )
+    assert (figures.held_anywhere, figures.holds, figures.positions) == (2, 1, state.positions)
 
 
 def test_a_refused_hold_leaves_no_trace_in_what_is_written() -> None:
