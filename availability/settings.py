@@ -30,4 +30,5 @@ class Settings(Struct, frozen=True, kw_only=True):
     topic_prefix: str = ""
     app_id: str = "availability"
     standby_replicas: int = 1
+    replication_factor: int = 0  # copies of every topic; 0: min(3, brokers)
     metrics_port: int = 9102

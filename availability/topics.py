@@ -68,6 +68,16 @@ def state_changelog_topic(app_id: str) -> str:
     return f"{app_id}-{STATE_TABLE}-changelog"
 
 
+# With acks=all, a write is acknowledged once this many replicas hold it: one broker may be
+# lost without losing an acknowledged write, and without stopping writes.
+PREFERRED_MIN_IN_SYNC: Final = 2
+
+
+def min_in_sync(replication: int) -> dict[str, str]:
+    """The topic setting every topic of the service is created with."""
+    return {"min.insync.replicas": str(min(PREFERRED_MIN_IN_SYNC, replication))}
+
+
 _MURMUR_SEED: Final = 0x9747B28C
 _MURMUR_M: Final = 0x5BD1E995
 _MASK32: Final = 0xFFFFFFFF

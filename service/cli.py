@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from api import is_loopback
-from availability import InvalidRules, Settings
+from availability import AvailabilityError, InvalidRules, Settings
 from availability.ids import is_sku
 
 from .settings import (
@@ -246,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SettingsError as exc:  # a worker's data directory that isn't its own
         print(f"availability: {exc}", file=sys.stderr)
+        return 2
+    except AvailabilityError as exc:  # topics a worker cannot use as they are
+        print(f"availability: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     return 2
 

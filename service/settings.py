@@ -79,6 +79,7 @@ def settings_from(env: Mapping[str, str], args: argparse.Namespace | None = None
         "topic_prefix": env.get("AVAIL_TOPIC_PREFIX", ""),
         "app_id": env.get("AVAIL_APP_ID", "availability"),
         "standby_replicas": _int(env, "AVAIL_STANDBY_REPLICAS", 1),
+        "replication_factor": _int(env, "AVAIL_REPLICATION_FACTOR", 0, minimum=0),
         "metrics_port": _int(env, "AVAIL_METRICS_PORT", 9102, minimum=1),
     }
     if args is not None:

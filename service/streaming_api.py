@@ -20,6 +20,7 @@ def streaming_app(settings: Settings, rules_at_start: Rules | None = None) -> Fa
         redis_url=settings.redis_url,
         names=Names(settings.topic_prefix),
         partitions=settings.partitions,
+        replication_factor=settings.replication_factor,
         rules_at_start=rules_at_start,
     )
     return create_app(

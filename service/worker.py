@@ -26,9 +26,9 @@ from pathlib import Path
 import faust
 import msgspec
 
-from api.streaming.topics_admin import ensure_topics
+from api.streaming.topics_admin import TopicSpec, ensure_topics
 from availability import Settings
-from availability.topics import Names
+from availability.topics import Names, state_changelog_topic
 from streams.app import Worker
 
 from .settings import WORKER_TABLES_FOLDER, SettingsError
@@ -199,11 +199,22 @@ def run_worker(settings: Settings) -> int:
     """Raises DataDirRefused, before reaching Kafka, on a data directory not the worker's."""
     tables_dir = prepare_data_dir(settings.data_dir, settings.app_id)
     instance_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    asyncio.run(
-        ensure_topics(settings.kafka_bootstrap, Names(settings.topic_prefix), settings.partitions)
+    # The table's changelog too: created here, its replicas are checked at every start.
+    changelog = {state_changelog_topic(settings.app_id): TopicSpec(settings.partitions, True)}
+    replication = asyncio.run(
+        ensure_topics(
+            settings.kafka_bootstrap,
+            Names(settings.topic_prefix),
+            settings.partitions,
+            replication_factor=settings.replication_factor,
+            more=changelog,
+        )
     )
     # faust's datadir is the worker's own folder: all it writes stays inside it.
-    worker = Worker(msgspec.structs.replace(settings, data_dir=str(tables_dir)), instance_id)
+    worker = Worker(
+        msgspec.structs.replace(settings, data_dir=str(tables_dir), replication_factor=replication),
+        instance_id,
+    )
     runner = faust.Worker(worker.app, loglevel=settings.log_level.upper(), quiet=True)
     code = 1
     try:

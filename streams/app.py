@@ -25,7 +25,7 @@ from availability.memory import settle_garbage_collector
 from availability.published import Quantities
 from availability.state import SkuFigures
 from availability.timeutil import MICROS_PER_SECOND
-from availability.topics import STATE_TABLE, Names, partition_for
+from availability.topics import STATE_TABLE, Names, min_in_sync, partition_for
 
 from .changelog import ChangelogFailure, ChangelogWriter
 from .durable import AfterDurable
@@ -86,13 +86,16 @@ class Worker:
         self.names = Names(settings.topic_prefix)
         self.metrics = WorkerMetrics()
         self.rules = RulesHolder()
+        # Copies of each topic faust creates (the table's changelog when missing, its own
+        # assignor topic, the feed topics), as the others have (service/worker.py).
+        self.replication = max(1, settings.replication_factor)
         self.app = faust.App(
             settings.app_id,
             broker=f"kafka://{settings.kafka_bootstrap}",
             store="rocksdb://",
             datadir=settings.data_dir,
             topic_partitions=settings.partitions,
-            topic_replication_factor=1,
+            topic_replication_factor=self.replication,
             table_standby_replicas=settings.standby_replicas,
             producer_acks=-1,
             consumer_auto_offset_reset="earliest",
@@ -124,7 +127,11 @@ class Worker:
         )
         # Serializers come from the app's raw defaults: records are msgpack made by the core.
         faust_table = self.app.Table(
-            STATE_TABLE, partitions=settings.partitions, key_type=bytes, value_type=bytes
+            STATE_TABLE,
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            extra_topic_configs=min_in_sync(self.replication),
         )
         store: Any = faust_table.data  # faust's RocksDB store
         self.failed: ChangelogFailure | None = None  # set when a changelog write failed
@@ -341,6 +348,8 @@ class Worker:
                 partitions=self.settings.partitions,
                 compacting=True,
                 deleting=False,
+                replicas=self.replication,
+                config=min_in_sync(self.replication),
                 **self.raw_topic,
             )
             await topic.maybe_declare()

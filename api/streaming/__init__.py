@@ -7,7 +7,13 @@ from .kafka_link import KafkaLink
 from .redis_read_model import ChannelCatalog, RedisReadModel
 from .rules_follower import RulesFollower
 from .runtime import StreamingRuntime
-from .topics_admin import TopicsMismatch, TopicsNotCreated, ensure_topics, wanted_topics
+from .topics_admin import (
+    TopicsMismatch,
+    TopicsNotCreated,
+    TopicsUnderReplicated,
+    ensure_topics,
+    wanted_topics,
+)
 
 __all__ = [
     "ChannelCatalog",
@@ -19,6 +25,7 @@ __all__ = [
     "StreamingRuntime",
     "TopicsMismatch",
     "TopicsNotCreated",
+    "TopicsUnderReplicated",
     "ensure_topics",
     "wanted_topics",
 ]

@@ -74,10 +74,12 @@ class StreamingRuntime:
         redis_url: str,
         names: Names,
         partitions: int,
+        replication_factor: int = 0,
         rules_at_start: Rules | None = None,
     ) -> None:
         self.names = names
         self.partitions = partitions
+        self.replication_factor = replication_factor
         self.redis = _redis_pool(
             redis_url, REDIS_MAX_CONNECTIONS, REDIS_WAIT_S, REDIS_SOCKET_TIMEOUT_S
         )
@@ -125,7 +127,12 @@ class StreamingRuntime:
         delay = RETRY_FIRST_S
         while True:
             try:
-                await ensure_topics(self.kafka.bootstrap, self.names, self.partitions)
+                await ensure_topics(
+                    self.kafka.bootstrap,
+                    self.names,
+                    self.partitions,
+                    replication_factor=self.replication_factor,
+                )
                 await self.kafka.connect()
                 await self.rules.start()
             except (KafkaError, OSError, TimeoutError, AvailabilityError) as exc:

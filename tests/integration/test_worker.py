@@ -222,6 +222,17 @@ def test_a_second_worker_takes_partitions_and_then_takes_over_from_the_changelog
     assert local_table_image(second.data_dir, STATE_TABLE) == changelog_image(changelog)
 
 
+def test_a_replication_factor_the_cluster_cannot_hold_stops_the_worker_at_start(
+    stack: Stack, tmp_path: Path
+) -> None:
+    worker = WorkerProcess(stack, tmp_path / "w1", env={"AVAIL_REPLICATION_FACTOR": "2"}).start()
+    assert wait_until(lambda: not worker.running, 60), worker.log_tail()
+    assert worker.stop() == 2
+    said = worker.log_tail()
+    assert "TopicsNotCreated: AVAIL_REPLICATION_FACTOR is 2, but the cluster has 1 broker" in said
+    assert "Traceback" not in said
+
+
 def test_an_answer_in_redis_newer_than_the_table_raises_the_lost_writes_alarm(
     stack: Stack, workers: list[WorkerProcess], tmp_path: Path
 ) -> None:
