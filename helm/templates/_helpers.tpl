@@ -88,10 +88,15 @@ Checks the values once, so both workloads fail with the same message.
 
 {{/*
 Every setting as an environment variable: the secret ones by reference to the Secret.
+Called with (dict "root" $ "component" "api"|"worker"): a worker serves no API, so it is
+not given the API keys.
 */}}
 {{- define "availability.env" -}}
-{{- $secret := include "availability.secretName" . }}
-{{- range $name, $value := .Values.settings }}
+{{- $component := .component }}
+{{- $ := .root }}
+{{- $secret := include "availability.secretName" $ }}
+{{- range $name, $value := $.Values.settings }}
+{{- if not (and (eq $component "worker") (eq $name "AVAIL_API_KEYS")) }}
 - name: {{ $name }}
 {{- if has $name $.Values.secretSettings }}
   valueFrom:
@@ -100,6 +105,7 @@ Every setting as an environment variable: the secret ones by reference to the Se
       key: {{ $name }}
 {{- else }}
   value: {{ $value | toString | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
