@@ -3,9 +3,20 @@ point (`service/settings.py`) and passed down; nothing else reads the environmen
 
 from __future__ import annotations
 
+from typing import Any
+
 from msgspec import Struct
 
 from .processing import DEFAULT_WINDOWS, Windows
+
+
+class Secret(str):
+    """A secret setting: itself where it is used, hidden wherever it is printed."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
 
 
 class ApiKey(Struct, frozen=True):
@@ -26,9 +37,22 @@ class Settings(Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     kafka_bootstrap: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_read_url: str = ""  # where the API reads answers (a replica); "": redis_url
+    redis_password: Secret | None = None  # for URLs that carry none
+    redis_ca_file: str | None = None  # the CA a rediss:// server's certificate is checked with
     partitions: int = 8
     topic_prefix: str = ""
     app_id: str = "availability"
     standby_replicas: int = 1
     replication_factor: int = 0  # copies of every topic; 0: min(3, brokers)
     metrics_port: int = 9102
+
+    def redis_options(self, url: str) -> dict[str, Any]:
+        """What a Redis client of `url` is made with besides the URL itself: the password
+        (a URL's own wins) and, over TLS, the CA to check the server with."""
+        options: dict[str, Any] = {}
+        if self.redis_password is not None:
+            options["password"] = str(self.redis_password)
+        if url.startswith("rediss://") and self.redis_ca_file:
+            options["ssl_ca_certs"] = self.redis_ca_file
+        return options

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
+from pathlib import Path
 
 from api import parse_api_keys
 from availability import Settings, Windows
+from availability.settings import Secret
 from availability.timeutil import MICROS_PER_HOUR
 
 # The two modes never share a default directory: a worker drops its tables after an unclean
@@ -48,6 +50,28 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {text!r}")
 
 
+def _secret(env: Mapping[str, str], name: str) -> Secret | None:
+    """A secret from `<name>_FILE` (a mounted Kubernetes Secret: its content, without the
+    trailing newline) or from `name` itself."""
+    path = env.get(f"{name}_FILE")
+    if path:
+        try:
+            return Secret(Path(path).read_text().rstrip("\r\n"))
+        except OSError as exc:
+            raise SettingsError(f"{name}_FILE names a file that can't be read: {exc}") from None
+    value = env.get(name)
+    return Secret(value) if value else None
+
+
+def _readable_file(env: Mapping[str, str], name: str) -> str | None:
+    path = env.get(name)
+    if not path:
+        return None
+    if not Path(path).is_file():
+        raise SettingsError(f"{name} names no readable file: {path!r}")
+    return path
+
+
 def _default_data_dir(args: argparse.Namespace | None) -> str:
     return WORKER_DATA_DIR if getattr(args, "command", None) == "worker" else EMBEDDED_DATA_DIR
 
@@ -75,6 +99,9 @@ def settings_from(env: Mapping[str, str], args: argparse.Namespace | None = None
         "log_level": env.get("AVAIL_LOG_LEVEL", "info").lower(),
         "kafka_bootstrap": env.get("AVAIL_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         "redis_url": env.get("AVAIL_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "redis_read_url": env.get("AVAIL_REDIS_READ_URL", ""),
+        "redis_password": _secret(env, "AVAIL_REDIS_PASSWORD"),
+        "redis_ca_file": _readable_file(env, "AVAIL_REDIS_CA_FILE"),
         "partitions": _int(env, "AVAIL_PARTITIONS", 8, minimum=1),
         "topic_prefix": env.get("AVAIL_TOPIC_PREFIX", ""),
         "app_id": env.get("AVAIL_APP_ID", "availability"),

@@ -158,7 +158,9 @@ class Worker:
             wall_clock_micros,
             cache_skus=settings.cache_skus,
         )
-        self.redis = aioredis.Redis.from_url(settings.redis_url)
+        self.redis = aioredis.Redis.from_url(
+            settings.redis_url, **settings.redis_options(settings.redis_url)
+        )
         self.publisher = RedisPublisher(
             self.redis, self.names.redis_namespace, self.metrics.redis_failures.inc
         )

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Any, Final
 
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI
@@ -53,8 +53,11 @@ LONG_POLL_SOCKET_TIMEOUT_S: Final = MAX_WAIT_MS / 1000 + 5
 HOLD_DECISION_TIMEOUT_S: Final = 5.0
 
 
-def _redis_pool(url: str, connections: int, wait_s: float, socket_timeout_s: float) -> Redis:
-    """A client on a bounded pool: past `connections` in use, a caller waits up to `wait_s`."""
+def _redis_pool(
+    url: str, options: Mapping[str, Any], connections: int, wait_s: float, socket_timeout_s: float
+) -> Redis:
+    """A client on a bounded pool: past `connections` in use, a caller waits up to `wait_s`.
+    `options`: a password, a CA file (Settings.redis_options)."""
     return Redis.from_pool(
         BlockingConnectionPool.from_url(
             url,
@@ -62,6 +65,7 @@ def _redis_pool(url: str, connections: int, wait_s: float, socket_timeout_s: flo
             timeout=wait_s,
             socket_timeout=socket_timeout_s,
             socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
+            **options,
         )
     )
 
@@ -73,6 +77,9 @@ class StreamingRuntime:
         kafka_bootstrap: str,
         redis_url: str,
         names: Names,
+        redis_options: Mapping[str, Any] | None = None,
+        answers_redis_url: str = "",
+        answers_redis_options: Mapping[str, Any] | None = None,
         partitions: int,
         replication_factor: int = 0,
         rules_at_start: Rules | None = None,
@@ -80,16 +87,34 @@ class StreamingRuntime:
         self.names = names
         self.partitions = partitions
         self.replication_factor = replication_factor
+        options = redis_options or {}
         self.redis = _redis_pool(
-            redis_url, REDIS_MAX_CONNECTIONS, REDIS_WAIT_S, REDIS_SOCKET_TIMEOUT_S
+            redis_url, options, REDIS_MAX_CONNECTIONS, REDIS_WAIT_S, REDIS_SOCKET_TIMEOUT_S
+        )
+        # Answers may come from a replica: storefront reads scale without the primary.
+        # Holds, feeds and readiness read the primary, which the workers write.
+        self.answers_redis = (
+            _redis_pool(
+                answers_redis_url,
+                answers_redis_options or {},
+                REDIS_MAX_CONNECTIONS,
+                REDIS_WAIT_S,
+                REDIS_SOCKET_TIMEOUT_S,
+            )
+            if answers_redis_url
+            else self.redis
         )
         self.long_polls = _redis_pool(
-            redis_url, LONG_POLL_CONNECTIONS, LONG_POLL_SOCKET_TIMEOUT_S, LONG_POLL_SOCKET_TIMEOUT_S
+            redis_url,
+            options,
+            LONG_POLL_CONNECTIONS,
+            LONG_POLL_SOCKET_TIMEOUT_S,
+            LONG_POLL_SOCKET_TIMEOUT_S,
         )
         self.kafka = KafkaLink(kafka_bootstrap)
         self.rules = RulesFollower(self.kafka, names, partitions, rules_at_start)
         namespace = names.redis_namespace
-        self.read = RedisReadModel(self.redis, namespace, partitions, self.rules)
+        self.read = RedisReadModel(self.answers_redis, namespace, partitions, self.rules)
         self.feeds = RedisFeeds(self.redis, self.long_polls, namespace, partitions, self.rules)
         self.ingest = KafkaIngest(self.kafka, names, partitions)
         self.hold_replies = HoldReplies(self.long_polls, namespace)
@@ -121,6 +146,8 @@ class StreamingRuntime:
         await self.rules.stop()
         await self.kafka.close()
         await self.redis.aclose()
+        if self.answers_redis is not self.redis:
+            await self.answers_redis.aclose()
         await self.long_polls.aclose()
 
     async def _connect(self) -> None:

@@ -49,7 +49,9 @@ def rebuild_read_model(
         fail(COMMAND, f"no partition {outside} among AVAIL_PARTITIONS={settings.partitions}")
         return 2
     key = ready_key(Names(settings.topic_prefix).redis_namespace)
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=10, **settings.redis_options(settings.redis_url)
+    )
     try:
         return _rebuild(client, key, wanted, timeout_s)
     except (redis.RedisError, OSError) as exc:

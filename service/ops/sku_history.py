@@ -182,7 +182,9 @@ class TableRecords:
 
 
 def read_published(settings: Settings, names: Names, sku: str) -> dict[str, bytes]:
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=10, **settings.redis_options(settings.redis_url)
+    )
     try:
         raw = client.hgetall(sku_key(names.redis_namespace, sku))
     finally:
