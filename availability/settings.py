@@ -36,6 +36,16 @@ class Settings(Struct, frozen=True, kw_only=True):
     feed_retention: int = 100_000  # items kept per channel feed, in either mode
     log_level: str = "info"
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # Kafka security (api/streaming/kafka_security.py): PLAINTEXT, SSL, SASL_PLAINTEXT or
+    # SASL_SSL; SASL with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: Secret | None = None
+    kafka_ca_file: str | None = None  # the CA the brokers' certificates are checked with
+    kafka_cert_file: str | None = None  # a client certificate, for brokers that ask for one
+    kafka_key_file: str | None = None
+    kafka_check_hostname: bool = True
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_read_url: str = ""  # where the API reads answers (a replica); "": redis_url
     redis_password: Secret | None = None  # for URLs that carry none

@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidRules as exc:
         print(f"availability: invalid rules: {exc}", file=sys.stderr)
         return 2
-    except SettingsError as exc:  # a worker's data directory that isn't its own
+    except SettingsError as exc:  # a worker's data directory not its own, Kafka it can't use
         print(f"availability: {exc}", file=sys.stderr)
         return 2
     except AvailabilityError as exc:  # topics a worker cannot use as they are

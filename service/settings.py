@@ -72,6 +72,48 @@ def _readable_file(env: Mapping[str, str], name: str) -> str | None:
     return path
 
 
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _kafka_security(env: Mapping[str, str]) -> dict[str, object]:
+    protocol = env.get("AVAIL_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper()
+    if protocol not in KAFKA_PROTOCOLS:
+        raise SettingsError(
+            f"AVAIL_KAFKA_SECURITY_PROTOCOL must be one of {', '.join(KAFKA_PROTOCOLS)}, "
+            f"got {protocol!r}"
+        )
+    mechanism = env.get("AVAIL_KAFKA_SASL_MECHANISM", "PLAIN").upper()
+    if mechanism not in SASL_MECHANISMS:
+        raise SettingsError(
+            f"AVAIL_KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}, "
+            f"got {mechanism!r}"
+        )
+    username = env.get("AVAIL_KAFKA_SASL_USERNAME", "")
+    password = _secret(env, "AVAIL_KAFKA_SASL_PASSWORD")
+    if protocol.startswith("SASL") and not (username and password):
+        raise SettingsError(
+            f"AVAIL_KAFKA_SECURITY_PROTOCOL={protocol} needs AVAIL_KAFKA_SASL_USERNAME and "
+            "AVAIL_KAFKA_SASL_PASSWORD (or AVAIL_KAFKA_SASL_PASSWORD_FILE)"
+        )
+    cert, key = (
+        _readable_file(env, "AVAIL_KAFKA_CERT_FILE"),
+        _readable_file(env, "AVAIL_KAFKA_KEY_FILE"),
+    )
+    if bool(cert) != bool(key):
+        raise SettingsError("AVAIL_KAFKA_CERT_FILE and AVAIL_KAFKA_KEY_FILE go together")
+    return {
+        "kafka_security_protocol": protocol,
+        "kafka_sasl_mechanism": mechanism,
+        "kafka_sasl_username": username,
+        "kafka_sasl_password": password,
+        "kafka_ca_file": _readable_file(env, "AVAIL_KAFKA_CA_FILE"),
+        "kafka_cert_file": cert,
+        "kafka_key_file": key,
+        "kafka_check_hostname": _bool(env, "AVAIL_KAFKA_CHECK_HOSTNAME", True),
+    }
+
+
 def _default_data_dir(args: argparse.Namespace | None) -> str:
     return WORKER_DATA_DIR if getattr(args, "command", None) == "worker" else EMBEDDED_DATA_DIR
 
@@ -98,6 +140,7 @@ def settings_from(env: Mapping[str, str], args: argparse.Namespace | None = None
         "feed_retention": _int(env, "AVAIL_FEED_RETENTION", 100_000, minimum=1),
         "log_level": env.get("AVAIL_LOG_LEVEL", "info").lower(),
         "kafka_bootstrap": env.get("AVAIL_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        **_kafka_security(env),
         "redis_url": env.get("AVAIL_REDIS_URL", "redis://127.0.0.1:6379/0"),
         "redis_read_url": env.get("AVAIL_REDIS_READ_URL", ""),
         "redis_password": _secret(env, "AVAIL_REDIS_PASSWORD"),

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from api import create_app
 from api.streaming import StreamingRuntime
+from api.streaming.kafka_security import kafka_client_options
 from availability import Rules, Settings
 from availability.topics import Names
 
@@ -18,6 +19,7 @@ def streaming_app(settings: Settings, rules_at_start: Rules | None = None) -> Fa
     runtime = StreamingRuntime(
         kafka_bootstrap=settings.kafka_bootstrap,
         redis_url=settings.redis_url,
+        kafka_security=kafka_client_options(settings),
         redis_options=settings.redis_options(settings.redis_url),
         answers_redis_url=settings.redis_read_url,
         answers_redis_options=settings.redis_options(settings.redis_read_url),

@@ -18,6 +18,7 @@ import faust
 import redis.asyncio as aioredis
 from prometheus_client import start_http_server
 
+from api.streaming.kafka_security import faust_credentials, kafka_client_options
 from availability import Settings
 from availability.control import ExpireHolds, control_encoder
 from availability.layout import HEAD, HeadFigures, decode_figures, head_key
@@ -92,6 +93,7 @@ class Worker:
         self.app = faust.App(
             settings.app_id,
             broker=f"kafka://{settings.kafka_bootstrap}",
+            broker_credentials=faust_credentials(settings),
             store="rocksdb://",
             datadir=settings.data_dir,
             topic_partitions=settings.partitions,
@@ -168,7 +170,12 @@ class Worker:
         self.publisher.on_published.append(self.offer_to_feeds)
         self.publisher.on_ahead.append(self.published_ahead)
         self.after_durable = AfterDurable(self.durable, self.publisher)
-        self.follower = RulesFollower(settings.kafka_bootstrap, self.names.rules_topic, self.rules)
+        self.follower = RulesFollower(
+            settings.kafka_bootstrap,
+            self.names.rules_topic,
+            self.rules,
+            kafka_client_options(settings),
+        )
         self.raw_topic = raw
         self.feed_topics: dict[str, faust.TopicT] = {}
         self.fanout = FeedPump(

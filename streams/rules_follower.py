@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -18,8 +20,15 @@ log = logging.getLogger("availability.worker")
 
 
 class RulesFollower:
-    def __init__(self, bootstrap: str, topic: str, holder: RulesHolder) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        holder: RulesHolder,
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
         self._bootstrap = bootstrap
+        self._security = dict(security or {})
         self._partition = TopicPartition(topic, 0)
         self._holder = holder
         self.caught_up = asyncio.Event()
@@ -28,7 +37,10 @@ class RulesFollower:
         """Read the topic from the start, set `caught_up` at its end, then keep following."""
         while True:
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
+                bootstrap_servers=self._bootstrap,
+                enable_auto_commit=False,
+                group_id=None,
+                **self._security,
             )
             try:
                 await consumer.start()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
@@ -45,8 +45,9 @@ class Acked(Struct, frozen=True):
 
 
 class KafkaLink:
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, security: Mapping[str, Any] | None = None) -> None:
         self.bootstrap = bootstrap
+        self.security = dict(security or {})  # kafka_security.kafka_client_options
         self._producer: AIOKafkaProducer | None = None
 
     @property
@@ -60,6 +61,7 @@ class KafkaLink:
             return
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
+            **self.security,
             acks="all",
             enable_idempotence=True,
             request_timeout_ms=REQUEST_TIMEOUT_MS,

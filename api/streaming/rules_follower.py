@@ -131,6 +131,7 @@ class RulesFollower:
     async def _catch_up(self) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._kafka.bootstrap,
+            **self._kafka.security,
             group_id=None,  # no group: every API process reads the whole topic
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -76,6 +76,7 @@ class StreamingRuntime:
         *,
         kafka_bootstrap: str,
         redis_url: str,
+        kafka_security: Mapping[str, Any] | None = None,
         names: Names,
         redis_options: Mapping[str, Any] | None = None,
         answers_redis_url: str = "",
@@ -111,7 +112,7 @@ class StreamingRuntime:
             LONG_POLL_SOCKET_TIMEOUT_S,
             LONG_POLL_SOCKET_TIMEOUT_S,
         )
-        self.kafka = KafkaLink(kafka_bootstrap)
+        self.kafka = KafkaLink(kafka_bootstrap, kafka_security)
         self.rules = RulesFollower(self.kafka, names, partitions, rules_at_start)
         namespace = names.redis_namespace
         self.read = RedisReadModel(self.answers_redis, namespace, partitions, self.rules)
@@ -159,6 +160,7 @@ class StreamingRuntime:
                     self.names,
                     self.partitions,
                     replication_factor=self.replication_factor,
+                    security=self.kafka.security,
                 )
                 await self.kafka.connect()
                 await self.rules.start()

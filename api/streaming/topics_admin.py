@@ -85,6 +85,7 @@ async def ensure_topics(
     *,
     replication_factor: int = 0,
     more: Mapping[str, TopicSpec] | None = None,
+    security: Mapping[str, Any] | None = None,
 ) -> int:
     """Create the missing topics of `names` (and `more`) and return, once Kafka serves them,
     the replication factor in force (`replication_factor`, or min(3, brokers) for 0). Raise
@@ -92,7 +93,10 @@ async def ensure_topics(
     one has fewer replicas. Raises aiokafka's KafkaError (or TimeoutError) when Kafka can't
     be reached."""
     wanted = wanted_topics(names, partitions) | dict(more or {})
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=ADMIN_TIMEOUT_MS)
+    security = security or {}  # kafka_security.kafka_client_options
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=ADMIN_TIMEOUT_MS, **security
+    )
     try:
         await admin.start()
         cluster = await admin.describe_cluster()
@@ -117,7 +121,8 @@ async def ensure_topics(
     finally:
         await admin.close()
     if unserved:
-        await _wait_until_served(bootstrap, {topic: wanted[topic].partitions for topic in unserved})
+        served = {topic: wanted[topic].partitions for topic in unserved}
+        await _wait_until_served(bootstrap, served, security)
     return replication
 
 
@@ -161,12 +166,14 @@ def _check_existing(
     return pending
 
 
-async def _wait_until_served(bootstrap: str, topics: dict[str, int]) -> None:
+async def _wait_until_served(
+    bootstrap: str, topics: dict[str, int], security: Mapping[str, Any]
+) -> None:
     """Return once every partition's leader answers. For a moment after creation a leader
     is named in the metadata but does not serve yet: producers and consumers retry then,
     but log each retry as an error or a warning."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, request_timeout_ms=ADMIN_TIMEOUT_MS
+        bootstrap_servers=bootstrap, group_id=None, request_timeout_ms=ADMIN_TIMEOUT_MS, **security
     )
     try:
         await consumer.start()

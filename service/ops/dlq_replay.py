@@ -26,6 +26,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from api.streaming.kafka_security import kafka_client_options
 from availability import Settings
 from availability.topics import Names
 
@@ -99,6 +100,7 @@ async def replay_dead_letters(settings: Settings, options: ReplayOptions) -> int
     names = Names(settings.topic_prefix)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_options(settings),
         group_id=replay_group(settings),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -107,7 +109,10 @@ async def replay_dead_letters(settings: Settings, options: ReplayOptions) -> int
         None
         if options.dry_run
         else AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            **kafka_client_options(settings),
         )
     )
     try:

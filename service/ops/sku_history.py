@@ -23,6 +23,7 @@ import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from api.streaming.kafka_security import kafka_client_options
 from availability import Settings
 from availability.events import decode_message
 from availability.layout import chunk_prefix, head_key, read_state
@@ -50,6 +51,7 @@ async def show_sku_history(settings: Settings, options: HistoryOptions) -> int:
     )
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_options(settings),
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",  # as the workers read: aborted events never count

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.certificates import make_certificates
 from tests.support.events import event
 from tests.support.server import ApiServer, free_port, terminate
 from tests.support.streaming import Stack, WorkerProcess, wait_until
@@ -82,27 +83,6 @@ class SecureRedis:
     def stop(self) -> None:
         for process in self._processes:
             terminate(process)
-
-
-def make_certificates(root: Path) -> None:
-    """A CA, and a certificate it signs for 127.0.0.1."""
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=root, check=True, capture_output=True)
-
-    openssl(
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-        "-days", "1", "-subj", "/CN=availability test CA",
-    )  # fmt: skip
-    openssl(
-        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=127.0.0.1",
-    )  # fmt: skip
-    (root / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl(
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "san.ext",
-    )  # fmt: skip
 
 
 @pytest.fixture

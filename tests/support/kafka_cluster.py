@@ -92,7 +92,7 @@ class KafkaCluster:
             config = str(folder / "server.properties")
             subprocess.run(
                 [
-                    *_java(folder),
+                    *java_command(folder),
                     "kafka.tools.StorageTool",
                     "format",
                     "-t",
@@ -112,7 +112,7 @@ class KafkaCluster:
         folder = self.root / f"broker{node + 1}"
         with (folder / "kafka.out").open("ab") as out:
             self._processes[node] = subprocess.Popen(
-                [*_java(folder), "kafka.Kafka", str(folder / "server.properties")],
+                [*java_command(folder), "kafka.Kafka", str(folder / "server.properties")],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -158,7 +158,7 @@ class KafkaCluster:
         return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
 
-def _java(folder: Path) -> list[str]:
+def java_command(folder: Path) -> list[str]:
     return [
         "java",
         "-Xmx384m",
