@@ -12,7 +12,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import faust
 import redis.asyncio as aioredis
@@ -36,7 +36,13 @@ from .processor import Processor, Record, RulesHolder
 from .publisher import RedisPublisher
 from .rules_follower import RulesFollower
 from .table import PartitionedTable
-from .transport import BatchDelivery, RecordBatch, Transport, producer_durable
+from .transport import (
+    BatchDelivery,
+    RecordBatch,
+    Transport,
+    aiokafka_producer,
+    producer_durable,
+)
 
 log = logging.getLogger("availability.worker")
 
@@ -140,7 +146,7 @@ class Worker:
         self._stopping: asyncio.Task[None] | None = None
         self.changelog = ChangelogWriter(
             faust_table.changelog_topic.get_topic_name(),
-            lambda: cast(Any, self.app.producer)._ensure_producer(),  # faust's aiokafka one
+            lambda: aiokafka_producer(self.app),
             store.set_persisted_offset,
             CHANGELOG_BATCH_BYTES,
             self.changelog_failed,

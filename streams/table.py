@@ -12,6 +12,7 @@ from rocksdict import WriteBatch
 from availability.layout import Record
 
 from .changelog import ChangelogWriter
+from .transport import partition_database
 
 
 class PartitionedTable:
@@ -43,7 +44,7 @@ class PartitionedTable:
     @contextmanager
     def in_partition(self, partition: int) -> Iterator[None]:
         """Reads and writes within go to `partition`'s database and changelog partition."""
-        self._partition, self._db = partition, self._store._db_for_partition(partition)
+        self._partition, self._db = partition, partition_database(self._store, partition)
         try:
             yield
             if self._written:  # all of it or, if the block raised, none of it
@@ -77,14 +78,14 @@ class PartitionedTable:
 
     def reader(self, partition: int) -> PartitionReader:
         """The partition's records as stored, between batches (for a takeover)."""
-        return PartitionReader(self._store._db_for_partition(partition))
+        return PartitionReader(partition_database(self._store, partition))
 
     def partition_items(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """The partition's records under `prefix` in key order, this batch's writes included
         when it is the current partition (a rules change sweeps the partition after the
         batch's events were applied)."""
         written = self._written if partition == self._partition else {}
-        return self._scan(self._store._db_for_partition(partition), prefix, written)
+        return self._scan(partition_database(self._store, partition), prefix, written)
 
     @staticmethod
     def _scan(

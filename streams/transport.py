@@ -54,6 +54,22 @@ from mode import ServiceT
 
 RecordBatch = Mapping[TP, Sequence[ConsumerRecord[bytes, bytes]]]
 
+# Every private name of faust, mode and aiokafka that the worker uses is used in this module
+# and nowhere else; pyproject.toml pins the versions they were read in, and
+# tests/unit/test_dependencies.py names any that an installed version lacks.
+
+
+def partition_database(store: Any, partition: int) -> Any:
+    """The RocksDB database of one partition of a faust table's store: faust keeps one per
+    partition and offers no public way to it (streams/table.py reads and writes it)."""
+    return store._db_for_partition(partition)
+
+
+def aiokafka_producer(app: AppT) -> Any:
+    """faust's own aiokafka producer, once started: the changelog writer sends record
+    batches with it (streams/changelog.py)."""
+    return cast(Any, app.producer)._ensure_producer()
+
 
 @dataclass(frozen=True)
 class BatchDelivery:
