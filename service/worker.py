@@ -27,7 +27,7 @@ import faust
 import msgspec
 from aiokafka.errors import KafkaError
 
-from api.streaming.kafka_security import kafka_client_options
+from api.streaming.kafka_security import faust_credentials, kafka_client_options
 from api.streaming.topics_admin import TopicSpec, ensure_topics
 from availability import Settings
 from availability.topics import Names, state_changelog_topic
@@ -239,6 +239,8 @@ def run_worker(settings: Settings) -> int:
     worker = Worker(
         msgspec.structs.replace(settings, data_dir=str(tables_dir), replication_factor=replication),
         instance_id,
+        kafka_client_options(settings),
+        faust_credentials(settings),
     )
     runner = faust.Worker(worker.app, loglevel=settings.log_level.upper(), quiet=True)
     code = 1

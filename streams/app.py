@@ -11,14 +11,13 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import faust
 import redis.asyncio as aioredis
 from prometheus_client import start_http_server
 
-from api.streaming.kafka_security import faust_credentials, kafka_client_options
 from availability import Settings
 from availability.control import ExpireHolds, control_encoder
 from availability.layout import HEAD, HeadFigures, decode_figures, head_key
@@ -87,7 +86,15 @@ class FaustDeadLetters:
 class Worker:
     """Everything one worker process runs, wired from the settings."""
 
-    def __init__(self, settings: Settings, instance_id: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        instance_id: str,
+        kafka_options: Mapping[str, Any] | None = None,
+        broker_credentials: Any = None,
+    ) -> None:
+        """`kafka_options` for the worker's own aiokafka clients, `broker_credentials` for
+        faust's: both from the security settings (service/worker.py)."""
         self.settings = settings
         self.instance_id = instance_id
         self.names = Names(settings.topic_prefix)
@@ -99,7 +106,7 @@ class Worker:
         self.app = faust.App(
             settings.app_id,
             broker=f"kafka://{settings.kafka_bootstrap}",
-            broker_credentials=faust_credentials(settings),
+            broker_credentials=broker_credentials,
             store="rocksdb://",
             datadir=settings.data_dir,
             topic_partitions=settings.partitions,
@@ -180,7 +187,7 @@ class Worker:
             settings.kafka_bootstrap,
             self.names.rules_topic,
             self.rules,
-            kafka_client_options(settings),
+            kafka_options,
         )
         self.raw_topic = raw
         self.feed_topics: dict[str, faust.TopicT] = {}
