@@ -314,3 +314,29 @@ def test_the_dashboard_queries_only_metrics_the_service_exports() -> None:
 def test_the_dashboard_is_shipped_in_a_configmap() -> None:
     configmap = one(render(), "ConfigMap", "-dashboard")
     assert json.loads(configmap["data"]["availability.json"])["uid"] == "availability-service"
+
+
+def test_extra_volumes_bring_tls_files_to_the_api_and_the_worker() -> None:
+    docs = render(
+        "--set", "extraVolumes[0].name=kafka-tls",
+        "--set", "extraVolumes[0].secret.secretName=kafka-client-tls",
+        "--set", "extraVolumeMounts[0].name=kafka-tls",
+        "--set", "extraVolumeMounts[0].mountPath=/etc/availability/kafka",
+        "--set", "settings.AVAIL_KAFKA_CA_FILE=/etc/availability/kafka/ca.pem",
+    )  # fmt: skip
+    for workload in (api(docs), worker(docs)):
+        volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["kafka-tls"]["secret"]["secretName"] == "kafka-client-tls"
+        mounts = {m["name"]: m["mountPath"] for m in container(workload)["volumeMounts"]}
+        assert mounts["kafka-tls"] == "/etc/availability/kafka"
+        assert env_of(workload)["AVAIL_KAFKA_CA_FILE"]["value"] == "/etc/availability/kafka/ca.pem"
+
+
+def test_secret_settings_reach_the_pods_from_the_secret_only() -> None:
+    docs = render("--set-string", "settings.AVAIL_KAFKA_SASL_PASSWORD=kafka-pw-77")
+    assert "kafka-pw-77" not in json.dumps([api(docs), worker(docs)])
+    for workload in (api(docs), worker(docs)):
+        for name in ("AVAIL_KAFKA_SASL_PASSWORD", "AVAIL_REDIS_PASSWORD"):
+            assert env_of(workload)[name]["valueFrom"]["secretKeyRef"]["key"] == name
+    secret = one(docs, "Secret")
+    assert base64.b64decode(secret["data"]["AVAIL_KAFKA_SASL_PASSWORD"]).decode() == "kafka-pw-77"
