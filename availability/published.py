@@ -49,6 +49,16 @@ def ready_key(namespace: str) -> str:
     return f"{namespace}:ready"
 
 
+# A partition's worker shows it can write Redis by renewing this key every second; a key
+# older than this has expired, and readers are told the partition's writer is not writing
+# (it cannot reach Redis, retrying meanwhile, or it is frozen).
+WRITER_ALIVE_MS: Final = 15_000
+
+
+def alive_key(namespace: str, partition: int) -> str:
+    return f"{namespace}:alive:{partition}"
+
+
 def feed_stream_key(namespace: str, channel: str) -> str:
     """The channel's feed: a Redis stream of its published items, the entry id the cursor."""
     return f"{namespace}:feed:{{{channel}}}"

@@ -462,6 +462,10 @@ class Worker:
             if owners.get(partition) == self.instance_id:
                 continue
             await self.rebuild(partition)
+        if self.publisher.healthy and owned:
+            # Only while the answers' writer gets through: one that retries against a
+            # Redis it cannot write lets the keys expire, and readers see it (/readyz).
+            await self.publisher.still_writing(sorted(owned), self.instance_id)
 
     def partition_states(self, partition: int) -> list[HeadFigures]:
         """Every SKU of the partition as its head has it: what answers and feeds need."""

@@ -22,7 +22,14 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from availability.layout import decode_figures
-from availability.published import Quantities, ready_key, render, sku_key
+from availability.published import (
+    WRITER_ALIVE_MS,
+    Quantities,
+    alive_key,
+    ready_key,
+    render,
+    sku_key,
+)
 from availability.rules import CompiledRules
 from availability.state import SkuFigures
 
@@ -182,6 +189,19 @@ class RedisPublisher:
         mine = [str(p) for p, who in zip(partitions, owners, strict=True) if who == owner.encode()]
         if mine:
             await self._client.hdel(key, *mine)
+            await self._client.delete(*(alive_key(self._namespace, int(p)) for p in mine))
+
+    async def still_writing(self, partitions: Sequence[int], owner: str) -> None:
+        """Renew the partitions' alive keys: this worker writes Redis (readers see a
+        partition whose key expired as not ready)."""
+
+        async def renew() -> None:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for partition in partitions:
+                    pipe.set(alive_key(self._namespace, partition), owner, px=WRITER_ALIVE_MS)
+                await pipe.execute()
+
+        await self._retrying(renew)
 
     async def ready_owners(self) -> dict[int, str]:
         raw = await self._retrying(lambda: self._client.hgetall(ready_key(self._namespace)))

@@ -13,7 +13,7 @@ from typing import Any
 import redis
 
 from availability import CompiledRules, Rules, SkuState, apply_events, decode_event
-from availability.published import published_fields, ready_key, sku_key
+from availability.published import alive_key, published_fields, ready_key, sku_key
 from availability.topics import Names, partition_for
 
 TEST_WORKER = "test-worker"
@@ -37,9 +37,12 @@ def publish(client: redis.Redis, names: Names, state: SkuState, rules: Rules) ->
 
 
 def mark_ready(client: redis.Redis, names: Names, partitions: Iterable[int]) -> None:
+    """As a worker marks its partitions ready; this stand-in worker never stops writing (its
+    alive keys do not expire)."""
     fields = {str(partition): TEST_WORKER for partition in partitions}
     if fields:
         client.hset(ready_key(names.redis_namespace), mapping=fields)  # type: ignore[arg-type]
+        client.mset({alive_key(names.redis_namespace, int(p)): TEST_WORKER for p in fields})
 
 
 def forget_namespace(client: redis.Redis, names: Names) -> int:
