@@ -27,7 +27,12 @@ import faust
 import msgspec
 from aiokafka.errors import KafkaError
 
-from api.streaming.kafka_security import faust_credentials, kafka_client_options
+from api.streaming.kafka_security import (
+    faust_credentials,
+    kafka_client_options,
+    refusal,
+    refused_by_security,
+)
 from api.streaming.topics_admin import TopicSpec, ensure_topics
 from availability import Settings
 from availability.topics import Names, state_changelog_topic
@@ -51,20 +56,6 @@ NAMES_SHOWN = 5  # of a refused directory's entries, in the message
 class KafkaUnusable(SettingsError):
     """The worker could not use Kafka at start: unreachable, or the security settings
     (TLS, SASL) are not the brokers'."""
-
-
-def kafka_refusal(settings: Settings, exc: BaseException) -> str:
-    """What an operator reads when Kafka refused the worker: where, how it connected, what
-    to check. (A broker closes the connection of a client whose SASL login failed, so
-    aiokafka's own words are often only "connection closed".)"""
-    how = settings.kafka_security_protocol
-    if how.startswith("SASL"):
-        how += f" as {settings.kafka_sasl_username!r} with {settings.kafka_sasl_mechanism}"
-    return (
-        f"cannot use Kafka at {settings.kafka_bootstrap} over {how}: {exc}. Check "
-        "AVAIL_KAFKA_BOOTSTRAP, AVAIL_KAFKA_SECURITY_PROTOCOL, the SASL user, password and "
-        "mechanism, and AVAIL_KAFKA_CA_FILE (the CA the brokers' certificates come from)"
-    )
 
 
 class DataDirRefused(SettingsError):
@@ -222,6 +213,7 @@ def run_worker(settings: Settings) -> int:
     instance_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     # The table's changelog too: created here, its replicas are checked at every start.
     changelog = {state_changelog_topic(settings.app_id): TopicSpec(settings.partitions, True)}
+    security = kafka_client_options(settings)
     try:
         replication = asyncio.run(
             ensure_topics(
@@ -230,11 +222,12 @@ def run_worker(settings: Settings) -> int:
                 settings.partitions,
                 replication_factor=settings.replication_factor,
                 more=changelog,
-                security=kafka_client_options(settings),
+                security=security,
             )
         )
     except (KafkaError, OSError, TimeoutError) as exc:
-        raise KafkaUnusable(kafka_refusal(settings, exc)) from None
+        reason = asyncio.run(refused_by_security(settings.kafka_bootstrap, security))
+        raise KafkaUnusable(refusal(settings.kafka_bootstrap, security, reason or exc)) from None
     # faust's datadir is the worker's own folder: all it writes stays inside it.
     worker = Worker(
         msgspec.structs.replace(settings, data_dir=str(tables_dir), replication_factor=replication),

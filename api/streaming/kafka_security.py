@@ -4,13 +4,22 @@ them can be left on PLAINTEXT when the cluster asks for TLS and SASL."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 import faust
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
 from aiokafka.helpers import create_ssl_context
 
 from availability import Settings
+
+PROBE_TIMEOUT_S: Final = 15.0
+# The broker version from which a failed SASL login is answered with its reason
+# (SaslAuthenticate) rather than a closed connection.
+SASL_AUTHENTICATE_SINCE: Final = (1, 0, 0)
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext:
@@ -55,4 +64,40 @@ def faust_credentials(settings: Settings) -> Any:
         )
     if context is not None:
         return faust.SSLCredentials(context)
+    return None
+
+
+def refusal(bootstrap: str, options: Mapping[str, Any], exc: BaseException | str) -> str:
+    """What an operator reads when Kafka refused a client: where, how it connected, what to
+    check. (A broker closes the connection of a client whose SASL login failed, so
+    aiokafka's own words are often only "connection closed".)"""
+    how = options.get("security_protocol", "PLAINTEXT")
+    if "sasl_mechanism" in options:
+        how += f" as {options['sasl_plain_username']!r} with {options['sasl_mechanism']}"
+    return (
+        f"cannot use Kafka at {bootstrap} over {how}: {exc}. Check AVAIL_KAFKA_BOOTSTRAP, "
+        "AVAIL_KAFKA_SECURITY_PROTOCOL, the SASL user, password and mechanism, and "
+        "AVAIL_KAFKA_CA_FILE (the CA the brokers' certificates come from)"
+    )
+
+
+async def refused_by_security(bootstrap: str, options: Mapping[str, Any]) -> str | None:
+    """Why the first broker refuses this client's TLS or SASL settings (its certificate not
+    from the CA, the login failed), or None when it does not: it may still be out of reach,
+    which is an outage, not a setting. aiokafka's clients report both as a closed
+    connection; one connection of its own, asked for SaslAuthenticate's error message,
+    tells them apart."""
+    if not options:
+        return None
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            conn = await create_conn(
+                host, int(port), version_hint=SASL_AUTHENTICATE_SINCE, **options
+            )
+    except (SaslAuthenticationFailed, UnsupportedSaslMechanismError, ssl.SSLError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    except (OSError, TimeoutError, KafkaError):
+        return None
+    conn.close()
     return None

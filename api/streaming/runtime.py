@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -28,6 +30,7 @@ from .hold_replies import HoldReplies
 from .kafka_holds import KafkaHolds
 from .kafka_ingest import KafkaIngest
 from .kafka_link import KafkaLink
+from .kafka_security import refusal, refused_by_security
 from .redis_feeds import RedisFeeds
 from .redis_read_model import RedisReadModel
 from .rules_follower import RulesFollower
@@ -164,13 +167,23 @@ class StreamingRuntime:
                 )
                 await self.kafka.connect()
                 await self.rules.start()
-            except (KafkaError, OSError, TimeoutError, AvailabilityError) as exc:
+            except AvailabilityError as exc:  # topics it cannot use as they are
                 log.warning(
                     "Kafka at %s is not usable yet (%s); retrying in %.1f s",
                     self.kafka.bootstrap,
                     exc,
                     delay,
                 )
+            except (KafkaError, OSError, TimeoutError) as exc:
+                bootstrap, security = self.kafka.bootstrap, self.kafka.security
+                reason = await refused_by_security(bootstrap, security)
+                if reason is not None:
+                    # Not an outage: the brokers refuse these settings, and will go on
+                    # refusing them. The process stops, saying what to check.
+                    log.error("%s; the API stops", refusal(bootstrap, security, reason))
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+                log.warning("%s; retrying in %.1f s", refusal(bootstrap, security, exc), delay)
             except Exception:
                 # Not an outage we know of, but the process must not stay unready for good
                 # because of one: say what it was, and try again.

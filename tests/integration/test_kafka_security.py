@@ -6,6 +6,7 @@ unknown CA stops the worker at start with a message that says what to check."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from service.settings import settings_from
 from tests.support.events import event
 from tests.support.holds import hold_body, line
 from tests.support.secure_kafka import USERS, SecureKafka
-from tests.support.server import ApiServer, run_cli
+from tests.support.server import ApiServer, ServerFailed, run_cli
 from tests.support.streaming import Stack, WorkerProcess, wait_until
 
 from .helpers import wait_readiness
@@ -120,5 +121,30 @@ def test_a_wrong_password_or_an_unknown_ca_stops_the_worker_saying_what_to_check
     assert f"cannot use Kafka at {secure_kafka.bootstrap} over SASL_SSL as 'alice'" in said
     assert "AVAIL_KAFKA_CA_FILE" in said
     assert "Traceback" not in said
+    reason = "SaslAuthenticationFailed" if wrong == "password" else "CERTIFICATE_VERIFY_FAILED"
+    assert reason in said
+
+
+@pytest.mark.parametrize("wrong", ["password", "ca"])
+def test_an_api_kafka_refuses_stops_saying_what_to_check(
+    secure_kafka: SecureKafka, fresh_stack: Stack, tmp_path: Path, wrong: str
+) -> None:
+    """Refused, not out of reach: the API's own probe tells the two apart (an outage keeps
+    it up, unready, retrying: tests/integration/test_streaming_api_health.py)."""
+    password_file = tmp_path / "kafka-password"
+    password_file.write_text("not-the-password" if wrong == "password" else USERS["alice"])
+    env = over_sasl_ssl(secure_kafka, password_file)
     if wrong == "ca":
-        assert "CERTIFICATE_VERIFY_FAILED" in said
+        del env["AVAIL_KAFKA_CA_FILE"]
+    api = ApiServer(tmp_path / "api", env=fresh_stack.env | env)
+    with contextlib.suppress(ServerFailed):  # it may stop before its first answer
+        api.start()
+    assert wait_until(lambda: not api.running, 60), api.log_tail()
+    assert api.stop() != 0
+    log = api.log()
+    assert "cannot use Kafka at" in log
+    assert "over SASL_SSL as 'alice' with SCRAM-SHA-512" in log
+    assert "the API stops" in log
+    reason = "SaslAuthenticationFailed" if wrong == "password" else "CERTIFICATE_VERIFY_FAILED"
+    assert reason in log
+    assert "not-the-password" not in log
