@@ -359,7 +359,10 @@ class Worker:
     async def readopt_feeds(self) -> None:
         for partition in sorted(self.active_partitions()):
             states = self.partition_states(partition)
-            await self.durable()  # as in rebuild: nothing the changelog may still refuse
+            try:
+                await self.durable()  # as in rebuild: nothing the changelog may refuse
+            except ChangelogFailure:
+                return  # the worker is stopping
             await self.fanout.adopt(partition, states, self.rules.compiled)
 
     async def send_to_feed_topic(self, channel: str, sku: str, value: bytes) -> None:
@@ -404,15 +407,14 @@ class Worker:
         if self.reassigning():
             return
         owned = self.active_partitions()
-        lost = [
-            (state, stored)
-            for state, stored in found
-            if (partition := partition_for(state.sku.encode(), self.settings.partitions)) in owned
-            and stored > self.table_version(partition, state.sku)
-        ]
+        lost: list[tuple[SkuFigures, int, int]] = []
+        for state, stored in found:
+            partition = partition_for(state.sku.encode(), self.settings.partitions)
+            if partition in owned and stored > (table := self.table_version(partition, state.sku)):
+                lost.append((state, stored, table))
         if lost:
             self.metrics.published_ahead.inc(len(lost))
-            state, stored = lost[0]
+            state, stored, table = lost[0]
             log.error(
                 "redis holds newer versions than the table for %d SKUs (%s at version %d, "
                 "the table at %d, first of them): table writes were lost; see "
@@ -420,9 +422,7 @@ class Worker:
                 len(lost),
                 state.sku,
                 stored,
-                self.table_version(
-                    partition_for(state.sku.encode(), self.settings.partitions), state.sku
-                ),
+                table,
             )
 
     def table_version(self, partition: int, sku: str) -> int:
