@@ -7,6 +7,7 @@ from typing import Final, TypeVar
 import msgspec
 from fastapi import Request
 
+from availability.decoding import decoded
 from availability.events import split_error
 
 from .errors import ApiError
@@ -35,7 +36,7 @@ def decode_json(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
     """Decode `body`; 400 malformed_json when it isn't JSON, 422 invalid_request when it
     doesn't fit `decoder`'s type."""
     try:
-        return decoder.decode(body)
+        return decoded(decoder, body)
     except msgspec.ValidationError as exc:
         field, message = split_error(exc)
         raise ApiError(

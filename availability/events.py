@@ -13,6 +13,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from .decoding import decoded
 from .ids import PATTERN_MEANINGS, ChannelName, DocumentId, LocationId, Sku
 from .timeutil import MICROS_PER_SECOND, to_micros
 
@@ -129,7 +130,7 @@ class FieldError(Struct, frozen=True):
 
 def decode_event(raw: bytes) -> Event:
     """Decode one event; raises msgspec.ValidationError or msgspec.DecodeError."""
-    return event_decoder.decode(raw)
+    return decoded(event_decoder, raw)
 
 
 def decode_message(value: bytes | None) -> tuple[Event | None, str | None]:
@@ -174,6 +175,11 @@ def _plain_words(message: str) -> str:
 def clock_error(event: Event, now_us: int) -> str | None:
     if event.occurred_us > now_us + MAX_CLOCK_SKEW_MICROS:
         return "occurred_at is more than 5 minutes ahead of the server clock"
+    if event.occurred_us < 0:
+        # No stock moved before 1970; such a date is a broken clock or a default value,
+        # and the dedup window, measured from a new SKU's zero, would refuse it later for
+        # the wrong reason.
+        return "occurred_at is before 1970-01-01T00:00:00Z"
     return None
 
 
@@ -185,7 +191,7 @@ def decode_batch_items(
     errors: list[FieldError] = []
     for index, raw in enumerate(items):
         try:
-            event = event_decoder.decode(raw)
+            event = decode_event(raw)
         except msgspec.MsgspecError as exc:
             field, message = split_error(exc)
             errors.append(FieldError(index, field, message))
@@ -200,4 +206,4 @@ def decode_batch_items(
 
 def decode_raw_list(body: bytes) -> list[msgspec.Raw]:
     """Split a JSON array into its raw items; raises DecodeError/ValidationError if it isn't one."""
-    return _raw_list_decoder.decode(body)
+    return decoded(_raw_list_decoder, body)

@@ -13,6 +13,7 @@ from typing import Annotated, Final
 import msgspec
 from msgspec import Meta, Struct
 
+from .decoding import decoded
 from .errors import InvalidRules
 from .events import split_error
 from .ids import ChannelName, LocationId, LocationType, Sku
@@ -66,7 +67,7 @@ def encode_rules(rules: Rules) -> bytes:
 def decode_rules(document: bytes) -> Rules:
     """Parse and validate a JSON rules document; InvalidRules says what is wrong and where."""
     try:
-        rules = _rules_decoder.decode(document)
+        rules = decoded(_rules_decoder, document)
     except msgspec.MsgspecError as exc:
         field, message = split_error(exc)
         raise InvalidRules(f"{field}: {message}" if field else message) from exc

@@ -8,6 +8,7 @@ import msgspec
 import yaml
 
 from availability import InvalidRules, Rules, decode_rules, rules_from_object
+from availability.decoding import ANY_JSON, decoded
 
 
 def load_rules_file(path: str) -> Rules:
@@ -22,7 +23,7 @@ def load_rules_file(path: str) -> Rules:
             raise InvalidRules(f"{path} is not valid YAML: {exc}") from None
         return rules_from_object(document)
     try:
-        msgspec.json.decode(text)
+        decoded(ANY_JSON, text)
     except msgspec.DecodeError as exc:
         raise InvalidRules(f"{path} is not valid JSON: {exc}") from None
     return decode_rules(text)

@@ -30,6 +30,7 @@ from availability.control import (
     reply_list,
     reply_to_error,
 )
+from availability.decoding import decoded
 from availability.events import Event, clock_error, decode_message
 from availability.holds import (
     Shortfall,
@@ -225,7 +226,7 @@ class Processor:
         self, partition: int, message: Record, now: int, outcome: PartitionOutcome
     ) -> None:
         try:
-            control = control_decoder.decode(message.value or b"")
+            control = decoded(control_decoder, message.value or b"")
         except msgspec.MsgspecError as exc:
             self.dead_letters.send(
                 message.value,

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from availability import decode_batch_items, decode_raw_list
 from availability.batch import event_type
+from availability.decoding import decoded
 from availability.events import EVENT_TYPES
 
 from ..body import MAX_EVENTS_BODY, read_body
@@ -41,7 +42,7 @@ _type_decoder: Final = msgspec.json.Decoder(_TypeOnly)
 def type_of(raw: msgspec.Raw) -> str:
     """The `type` of a refused event when it is one of ours, for the metric's label."""
     try:
-        claimed = _type_decoder.decode(raw).type
+        claimed = decoded(_type_decoder, raw).type
     except msgspec.MsgspecError:
         return "unknown"
     return claimed if claimed in EVENT_TYPES else "unknown"

@@ -8,6 +8,7 @@ import msgspec
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from availability.decoding import decoded
 from availability.ids import are_skus, is_channel, is_location
 
 from ..body import MAX_OTHER_BODY, decode_json, read_body
@@ -56,7 +57,7 @@ def decode_question(body: bytes) -> BatchQuestion | UncheckedBatchQuestion:
     escapes a field name could be given twice unseen."""
     if b"\\" not in body and all(body.count(field) <= 1 for field in _FIELDS):
         try:
-            question = _unchecked_decoder.decode(body)
+            question = decoded(_unchecked_decoder, body)
         except msgspec.DecodeError:
             pass
         else:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from availability import decode_rules
+from availability.decoding import ANY_JSON, decoded
 
 from ..body import MAX_OTHER_BODY, read_body
 from ..deps import Services
@@ -54,7 +55,7 @@ def rules_router(services: Services) -> APIRouter:
     async def put_rules(request: Request) -> Response:
         body = await read_body(request, MAX_OTHER_BODY)
         try:
-            msgspec.json.decode(body)
+            decoded(ANY_JSON, body)
         except msgspec.DecodeError as exc:
             raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
         return json_response(await services.rules.replace_rules(decode_rules(body)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import pytest
@@ -81,6 +81,42 @@ def test_malformed_json_is_400_malformed_json(client: httpx.Client, body: bytes)
     response = client.post("/v1/events", content=body)
 
     error_of(response, 400, "malformed_json")
+
+
+DEEP: Final = 1_000  # about 2 KB of brackets: far under the body limit
+
+
+NESTED: Final = "[" * DEEP + "]" * DEEP
+# msgspec skips an unknown field by walking it: the deepest recursion of every route.
+UNKNOWN: Final = '"unknown": ' + NESTED
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/events", NESTED),
+        ("POST", "/v1/events", "[" + json.dumps(event("receipt", "SKU-D", qty=1))[:-1]
+         + ", " + UNKNOWN + "}]"),
+        ("POST", "/v1/holds", "{" + UNKNOWN + "}"),
+        ("POST", "/v1/holds/h1/commit", "{" + UNKNOWN + "}"),
+        ("PUT", "/v1/rules", "{" + UNKNOWN + "}"),
+        ("POST", "/v1/availability/batch", "{" + UNKNOWN + "}"),
+    ],
+    ids=["events", "event-with-a-deep-unknown-field", "holds", "commit", "rules", "batch-read"],
+)  # fmt: skip
+def test_a_body_nested_too_deeply_is_400_malformed_json_not_a_crash(
+    client: httpx.Client, method: str, path: str, body: str
+) -> None:
+    response = client.request(method, path, content=body)
+
+    # Refused as it is read (400), or before the nesting is reached: a route whose type
+    # forbids unknown fields says so (422). Never a 500.
+    if response.status_code == 422:
+        assert "unknown field" in response.text
+    else:
+        error = error_of(response, 400, "malformed_json")
+        assert "nested too deeply" in error["message"]
+    assert client.get("/healthz").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -174,6 +210,7 @@ BAD_EVENTS: list[tuple[str, dict[str, Any], str]] = [
     ("occurred-at-no-timezone", {"occurred_at": "2026-01-01T10:00:00"}, "occurred_at"),
     ("occurred-at-not-a-date", {"occurred_at": "yesterday"}, "occurred_at"),
     ("occurred-at-10-min-ahead", {"occurred_at": "FUTURE"}, "occurred_at"),
+    ("occurred-at-before-1970", {"occurred_at": "1969-12-31T23:59:59Z"}, "occurred_at"),
     ("source-not-text", {"source": 7}, "source"),
 ]
 

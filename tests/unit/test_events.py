@@ -22,6 +22,7 @@ from availability.events import (
     TransferOut,
     clock_error,
     decode_event,
+    decode_message,
     decode_raw_list,
 )
 from availability.ids import is_channel, is_location, is_sku
@@ -307,3 +308,12 @@ def test_a_json_array_splits_into_its_raw_items() -> None:
 )
 def test_id_checks_follow_the_spec_alphabets(check: Any, value: str, valid: bool) -> None:
     assert check(value) is valid
+
+
+def test_a_message_nested_too_deeply_is_a_reason_to_dead_letter_not_a_crash() -> None:
+    """A producer other than the API may write anything to Kafka: the worker dead-letters
+    it with this reason and goes on (msgspec would raise RecursionError)."""
+    deep = b'{"type": "sale", "x": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+    event, reason = decode_message(deep)
+    assert event is None
+    assert reason == "invalid event: JSON nested too deeply"
