@@ -83,6 +83,18 @@ def test_valid_events_are_applied_and_written_once_per_sku() -> None:
             "5 minutes ahead",
             id="future-clock",
         ),
+        pytest.param(
+            {**event("receipt", "SKU-1", qty=1), "occurred_at": "1969-07-20T20:17:00Z"},
+            None,
+            "before 1970",
+            id="before-1970",
+        ),
+        pytest.param(
+            b'{"type": "receipt", "extra": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",
+            b"SKU-1",
+            "nested too deeply",
+            id="nested-too-deeply",
+        ),
     ],
 )
 def test_what_cannot_apply_is_dead_lettered_with_its_bytes_and_nothing_is_written(
@@ -248,3 +260,17 @@ def test_the_cache_keeps_the_most_recently_written_and_forgets_all_on_a_new_gene
     off = StateCache(0)
     off.written(SkuState(sku="D"))
     assert off.get("D") is None
+
+
+def test_a_control_message_nested_too_deeply_is_dead_lettered_and_the_batch_goes_on() -> None:
+    made, table, dead = processor()
+    deep = b'{"kind": "expire_holds", "x": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+    made.handle_partition(
+        0,
+        [
+            Message(NAMES.control_topic, 0, 0, b"hold", deep),
+            message(event("receipt", "SKU-1", "DC1", qty=3), offset=1),
+        ],
+    )
+    assert [reason for _, reason in dead] == ["invalid control message: JSON nested too deeply"]
+    assert read_state(table, "SKU-1").positions["DC1"].on_hand == 3
