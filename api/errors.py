@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from availability import InvalidRules, NotReady, UnknownChannel
 from availability.errors import (
@@ -100,16 +101,34 @@ def refusal_response(exc: Exception) -> Response | None:
     return None
 
 
+_METHODS: Final = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the path takes. Starlette's 405 names those of the first
+    route that matched the path alone: GET for `PUT /v1/rules`, which PUT takes too."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+               for route in routes)
+    ]  # fmt: skip
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def refusal(_: Request, exc: Exception) -> Response:
         response = refusal_response(exc)
         assert response is not None  # registered only for the kinds it answers
         return response
 
-    async def http_error(_: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = _STATUS_CODES.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     async def request_invalid(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

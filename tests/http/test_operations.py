@@ -262,3 +262,20 @@ def test_every_422_of_the_events_route_fits_its_documented_schema(
 
 def test_a_wrong_method_is_405_in_the_error_envelope(client: httpx.Client) -> None:
     error_of(client.delete("/v1/rules"), 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/v1/rules", "GET, PUT"),
+        # `batch` is also a SKU, which GET /v1/availability/{sku} reads.
+        ("PUT", "/v1/availability/batch", "GET, POST"),
+        ("GET", "/v1/events", "POST"),
+    ],
+)
+def test_a_405_names_every_method_the_path_takes(
+    client: httpx.Client, method: str, path: str, allowed: str
+) -> None:
+    response = client.request(method, path)
+    error_of(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == allowed
