@@ -20,7 +20,10 @@ without ever having them applied, and records delivered to the worker in batches
    that faust counts as acknowledged. Either way the next commit covers events that no one
    applied (the shape of faust-streaming #221). Here the seek first stops the flow, waits
    until no record is being delivered and no fetch is in flight, seeks, then lets the flow
-   go on: every record after the seek comes from the committed offset.
+   go on: every record after the seek comes from the committed offset. Records waiting
+   for the handler to be ready are not in delivery, and a seek meanwhile drops them: the
+   handler is ready only once the recovery is complete, so the seek that ends it must not
+   wait for them.
 
 3. A commit waits until every record produced so far is acknowledged (`BatchDelivery.durable`:
    the worker's changelog writer hands its records over, then `producer_durable`).
@@ -132,6 +135,7 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         self._no_fetch_in_flight.set()
         self._no_record_in_delivery = asyncio.Event()
         self._no_record_in_delivery.set()
+        self._seeks_begun = 0  # a chunk that waited across a seek is dropped (_hand_over)
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return RewindingConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -173,6 +177,7 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         return committed
 
     async def perform_seek(self) -> None:
+        self._seeks_begun += 1
         flowing = self.flow_active
         if flowing:
             self.stop_flow()  # faust's getmany yields no more records of a batch once stopped
@@ -298,12 +303,24 @@ class RewindingConsumer(faust_aiokafka.Consumer):
 
     async def _hand_over(self, chunk: RecordBatch, batches: BatchDelivery, generation: int) -> bool:
         """Hand a chunk to the handler once it is ready for more; False if a rebalance
-        came meanwhile (the chunk is dropped, to be read again from the committed offsets)."""
-        await batches.ready()
-        buffer = self.app.producer.buffer  # dead letters and control messages wait there
-        while buffer.size > batches.max_records:
-            await buffer.flush_atmost(buffer.size - batches.max_records)
-        if not self._still_flowing(generation):
+        or a seek came meanwhile (the chunk is dropped, to be read again from the committed
+        offsets).
+
+        No record is in delivery while it waits: the seek that ends a recovery waits for
+        that, and the handler is ready only once the recovery is complete (the rules
+        follower is one of the tasks faust starts then), so the two would wait for each
+        other for good whenever a fetch of source records came between faust resuming
+        their partitions and the seek stopping the flow."""
+        seeks = self._seeks_begun
+        self._no_record_in_delivery.set()
+        try:
+            await batches.ready()
+            buffer = self.app.producer.buffer  # dead letters and control messages wait there
+            while buffer.size > batches.max_records:
+                await buffer.flush_atmost(buffer.size - batches.max_records)
+        finally:
+            self._no_record_in_delivery.clear()
+        if not self._still_flowing(generation) or self._seeks_begun != seeks:
             return False
         left_alone = batches.handle(chunk)
         gaps = [

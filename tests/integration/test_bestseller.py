@@ -181,14 +181,6 @@ def assert_every_head_is_whole(records: list[Any]) -> None:
     assert heads > 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN DEFECT, open: in 1 of 6 fresh-clone runs on 2026-12-03 the restarted worker "
-    "hung right after its recovery, at 'Seek stream partitions to committed offsets' (no "
-    "'Worker ready' within 2 minutes), so the events after the refused write were never "
-    "applied; the refusal itself was handled (stopped, nothing committed or published past "
-    "it). Suspect: the seek fence of streams/transport.py. See the session note.",
-)
 def test_a_changelog_write_kafka_refuses_stops_the_worker_and_loses_nothing(
     stack: Stack, workers: list[WorkerProcess], tmp_path: Path
 ) -> None:

@@ -16,6 +16,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from api.streaming import TopicsNotCreated, TopicsUnderReplicated, ensure_topics
+from api.streaming.kafka_link import ACK_TIMEOUT_S
+from api.streaming.runtime import HOLD_DECISION_TIMEOUT_S
 from availability.topics import Names
 from tests.support.events import event
 from tests.support.holds import hold_body, line
@@ -28,6 +30,9 @@ from .helpers import wait_readiness
 pytestmark = pytest.mark.integration
 
 CONVERGE_S = 90.0
+# The API answers within its own bounds (Kafka's acknowledgement, then a hold's decision);
+# the client waits longer, so a slow answer is the API's 503, never a client time-out.
+CLIENT_TIMEOUT_S = ACK_TIMEOUT_S + HOLD_DECISION_TIMEOUT_S + 15
 SKUS = [f"REP-{n}" for n in range(20)]
 
 
@@ -69,7 +74,7 @@ def test_events_holds_and_reads_go_on_with_a_broker_killed(
     try:
         api = start_api(rules_file=rules_path, env=on_cluster)
         wait_readiness(api, 200, timeout_s=120)
-        with api.client() as http:
+        with api.client(timeout=CLIENT_TIMEOUT_S) as http:
             accepted(http, "/v1/events", [event("receipt", sku, "DC1", qty=10) for sku in SKUS])
             converge(http, dict.fromkeys(SKUS, 10))
 

@@ -36,6 +36,7 @@ from tests.support.streaming import (
     reference_states,
     run,
     wait_until,
+    with_faults,
 )
 
 pytestmark = pytest.mark.integration
@@ -197,6 +198,30 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
         worker.start()
     assert_converges(stack, feeder.skus, workers)
     assert "last stop was not clean" in worker.log_tail(200_000)
+
+
+def test_a_worker_recovering_on_a_backlog_goes_on_when_it_fetches_before_its_seek(
+    stack: Stack, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    """At the end of a recovery from the changelog faust resumes the source partitions,
+    then seeks them to their committed offsets. A fetch of the backlog in between used to
+    wait for the rules follower, which starts only once the recovery is complete, while the
+    seek waited for that delivery: the worker hung for good. A delay before every seek
+    makes that fetch certain; a new data folder (a replaced machine) makes the worker
+    recover, so its fetch loop runs during the seek."""
+    before = event_mix(200, skus=20, seed=21)
+    workers.append(WorkerProcess(stack, tmp_path / "w1", standby_replicas=0).start())
+    run(produce(stack, event_messages(stack, before)))
+    assert_converges(stack, {e["sku"] for e in before}, workers)
+    workers[0].stop()
+
+    after = event_mix(200, skus=20, seed=22, start_serial=10_000)
+    run(produce(stack, event_messages(stack, after)))
+    delayed_seeks = with_faults(FAULT_SEEK_DELAY_S="3")
+    restarted = WorkerProcess(stack, tmp_path / "w2", standby_replicas=0, env=delayed_seeks)
+    workers.append(restarted.start())
+    assert_converges(stack, {e["sku"] for e in before + after}, [restarted])
+    assert "fault injected: every seek waits 3 s first" in restarted.log_tail(200_000)
 
 
 def test_a_second_worker_takes_partitions_and_then_takes_over_from_the_changelog(

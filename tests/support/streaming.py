@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import time
@@ -33,6 +34,14 @@ KAFKA: Final = "127.0.0.1:9092"
 REDIS_URL: Final = "redis://127.0.0.1:6379/0"
 PARTITIONS: Final = 4
 POSITION_FIELDS: Final = ("on_hand", "reserved", "inbound", "unsellable", "sellable", "oversold")
+FAULTS_DIR: Final = Path(__file__).with_name("faults")
+
+
+def with_faults(**faults: str) -> dict[str, str]:
+    """The environment that makes a process started by the tests inject `faults`
+    (FAULT_* variables, read by tests/support/faults/sitecustomize.py)."""
+    path = [str(FAULTS_DIR), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
+    return {"PYTHONPATH": os.pathsep.join(filter(None, path)), **faults}
 
 
 @dataclass
