@@ -16,8 +16,8 @@ from api.streaming import ensure_topics
 from api.streaming.kafka_security import kafka_client_options
 from availability.topics import Names
 from service.settings import settings_from
-from tests.support.events import event
 from tests.support.holds import hold_body, line
+from tests.support.receipts import receive_and_wait
 from tests.support.secure_kafka import USERS, SecureKafka
 from tests.support.server import ApiServer, ServerFailed, run_cli
 from tests.support.streaming import Stack, WorkerProcess, wait_until
@@ -80,18 +80,7 @@ def test_the_worker_the_api_and_the_operator_commands_work_over_sasl_ssl(
         api = start_api(rules_file=rules_path, env=env)
         wait_readiness(api, 200, timeout_s=120)
         with api.client() as http:
-            posted = http.post(
-                "/v1/events", json=[event("receipt", sku, "DC1", qty=5) for sku in SKUS]
-            )
-            assert posted.status_code == 202, posted.text
-
-            def answered() -> bool:
-                got = [
-                    http.get(f"/v1/availability/{sku}", params={"channel": "web"}) for sku in SKUS
-                ]
-                return all(a.status_code == 200 and a.json()["sellable"] == 5 for a in got)
-
-            assert wait_until(answered, 60), worker.log_tail()
+            assert receive_and_wait(http, SKUS, qty=5), worker.log_tail()
             held = http.post("/v1/holds", json=hold_body(line(SKUS[0], 2)))
             assert held.status_code == 201, held.text
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tests.support.certificates import make_certificates
-from tests.support.events import event
+from tests.support.receipts import receive_and_wait
 from tests.support.server import ApiServer, free_port, terminate
 from tests.support.streaming import Stack, WorkerProcess, wait_until
 
@@ -115,18 +115,7 @@ def test_tls_an_acl_user_and_answers_read_from_a_replica(
         )
         wait_readiness(api, 200, timeout_s=90)
         with api.client() as http:
-            posted = http.post(
-                "/v1/events", json=[event("receipt", sku, "DC1", qty=7) for sku in SKUS]
-            )
-            assert posted.status_code == 202, posted.text
-
-            def answered() -> bool:
-                got = [
-                    http.get(f"/v1/availability/{sku}", params={"channel": "web"}) for sku in SKUS
-                ]
-                return all(a.status_code == 200 and a.json()["sellable"] == 7 for a in got)
-
-            assert wait_until(answered, 60), worker.log_tail()
+            assert receive_and_wait(http, SKUS, qty=7), worker.log_tail()
 
         # The worker wrote the primary over TLS; the answers were read from the replica.
         with secure_redis.primary() as primary:
