@@ -11,6 +11,7 @@ from availability.decoding import decoded
 from availability.events import split_error
 
 from .errors import ApiError
+from .whole_numbers import refused_a_float, whole_numbers_as_ints
 
 MAX_EVENTS_BODY: Final = 4 * 1024 * 1024  # SPEC: a body over 4 MiB is refused with 413
 MAX_OTHER_BODY: Final = 1024 * 1024
@@ -38,6 +39,9 @@ def decode_json(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
     try:
         return decoded(decoder, body)
     except msgspec.ValidationError as exc:
+        rewritten = whole_numbers_as_ints(body) if refused_a_float(str(exc)) else None
+        if rewritten is not None:
+            return decode_json(rewritten, decoder)
         field, message = split_error(exc)
         raise ApiError(
             422, "invalid_request", "the request is invalid", [{"field": field, "message": message}]

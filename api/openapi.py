@@ -69,6 +69,19 @@ def request_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
     }
 
 
+def add_checks_beyond_types(components: dict[str, Any]) -> None:
+    """What the service refuses past the Structs' types and bounds (a `__post_init__`, the
+    rules' own checks), said in JSON Schema where it can be, so that the document admits
+    no request the service refuses for it."""
+    # Adjust.__post_init__: a delta of 0 is refused.
+    components["Adjust"]["properties"]["delta"]["not"] = {"const": 0}
+    # rules._check_safety_stock: a rule gives a location or a location type, not both.
+    components["SafetyStockRule"]["not"] = {
+        "required": ["location", "location_type"],
+        "properties": {"location": {"type": "string"}, "location_type": {"type": "string"}},
+    }
+
+
 def install_openapi(app: FastAPI) -> None:
     def build() -> dict[str, Any]:
         if app.openapi_schema is not None:
@@ -80,6 +93,7 @@ def install_openapi(app: FastAPI) -> None:
         # The event union has no name of its own in msgspec's output, but the events body
         # refers to it as `Event`: name it, tagged by `type`.
         components["Event"] = schemas[_TYPES.index(list[Event])]["items"]
+        add_checks_beyond_types(components)
         document.setdefault("components", {}).setdefault("schemas", {}).update(components)
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         document["security"] = [{"bearer": []}, {}]

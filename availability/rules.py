@@ -18,7 +18,12 @@ from .errors import InvalidRules
 from .events import split_error
 from .ids import ChannelName, LocationId, LocationType, Sku
 
-NonNegative = Annotated[int, Meta(ge=0)]
+# At most what every encoder of the rules carries: a worker keeps them in its table as
+# MessagePack, whose integers stop at 2**64 - 1, and a larger one (which JSON and the API
+# took) stopped every worker that followed the rules, at each restart again. msgspec's
+# bounds stop at int64, whose largest is far past any count of units or milliseconds.
+MAX_RULE_INT: Final = 2**63 - 1
+NonNegative = Annotated[int, Meta(ge=0, le=MAX_RULE_INT)]
 Share = Annotated[float, Meta(ge=0, le=1)]
 
 

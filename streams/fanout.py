@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Final
 
@@ -71,6 +72,14 @@ _item_encoder: Final = msgspec.json.Encoder()
 SendToTopic = Callable[[str, str, bytes], Awaitable[None]]  # channel, sku, value
 
 
+def partition_rate(rate: float, partitions: int) -> float:
+    """A partition's share of a channel's `max_per_second`, never 0: the rules take any
+    positive rate, and the smallest ones (5e-324/s) divided by the partitions rounded to
+    0.0, which `ChannelThrottle` refuses, so a rules document the API took stopped every
+    worker, again at each restart. At such a rate an item is due in 1e300 years anyway."""
+    return max(rate / partitions, math.ulp(0.0))
+
+
 class FeedPump:
     def __init__(
         self,
@@ -111,7 +120,7 @@ class FeedPump:
                 del self._throttles[key]
             elif feeds[channel] != self._feeds[channel]:
                 rate, interval = feeds[channel]
-                throttle.reconfigure(rate / self._partitions, interval)
+                throttle.reconfigure(partition_rate(rate, self._partitions), interval)
         self._feeds = feeds
         return added
 
@@ -178,7 +187,7 @@ class FeedPump:
         throttle = self._throttles.get((channel, partition))
         if throttle is None:
             rate, interval = self._feeds[channel]
-            throttle = ChannelThrottle(rate / self._partitions, interval)
+            throttle = ChannelThrottle(partition_rate(rate, self._partitions), interval)
             self._throttles[channel, partition] = throttle
         return throttle
 

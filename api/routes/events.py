@@ -20,6 +20,7 @@ from ..encoding import json_response
 from ..errors import ApiError
 from ..openapi import answer, errors, json_content, ref
 from ..schemas import MAX_EVENTS, EventsAccepted
+from ..whole_numbers import refused_a_float, whole_numbers_as_ints
 
 _EVENTS_BODY: Final = {
     "requestBody": {
@@ -46,6 +47,11 @@ def type_of(raw: msgspec.Raw) -> str:
     except msgspec.MsgspecError:
         return "unknown"
     return claimed if claimed in EVENT_TYPES else "unknown"
+
+
+def with_whole_numbers_as_ints(item: msgspec.Raw) -> msgspec.Raw:
+    rewritten = whole_numbers_as_ints(bytes(item))
+    return item if rewritten is None else msgspec.Raw(rewritten)
 
 
 def events_router(services: Services) -> APIRouter:
@@ -91,6 +97,9 @@ def events_router(services: Services) -> APIRouter:
                 f"a batch holds 1 to {MAX_EVENTS} events; this one has {len(items)}",
             )
         events, refused = decode_batch_items(items, services.clock_micros())
+        if any(refused_a_float(error.message) for error in refused):
+            items = [with_whole_numbers_as_ints(item) for item in items]
+            events, refused = decode_batch_items(items, services.clock_micros())
         if refused:
             services.metrics.record_invalid(
                 Counter(type_of(items[index]) for index in {error.index for error in refused})

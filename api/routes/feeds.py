@@ -17,7 +17,7 @@ from availability.feeds import (
 )
 from availability.ids import CHANNEL_PATTERN
 
-from ..deps import Services, check_ids
+from ..deps import Services, check_ids, documented_pattern
 from ..encoding import json_response
 from ..openapi import answer, errors
 from ..ports import Feeds
@@ -32,7 +32,13 @@ _CHANNEL_ERRORS: Final = (
     (404, "no_feed: the channel has no `feed` in the rules"),
 )
 
-ChannelPath = Annotated[str, Path(description=f"a channel with a feed: {CHANNEL_PATTERN}")]
+ChannelPath = Annotated[
+    str,
+    Path(
+        description=f"a channel with a feed: {CHANNEL_PATTERN}",
+        json_schema_extra=documented_pattern(CHANNEL_PATTERN),
+    ),
+]
 
 
 def feeds_router(services: Services, feeds: Feeds) -> APIRouter:

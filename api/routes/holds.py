@@ -20,7 +20,7 @@ from availability.holds import (
 from availability.ids import DOCUMENT_ID_PATTERN, PATTERN_MEANINGS, is_document_id
 
 from ..body import MAX_OTHER_BODY, decode_json, read_body
-from ..deps import Services
+from ..deps import Services, documented_pattern
 from ..encoding import json_response
 from ..errors import ApiError
 from ..openapi import answer, errors, json_content, ref, request_body
@@ -35,7 +35,13 @@ _AUTH_ERRORS: Final = (
 _UNKNOWN: Final = (404, "unknown_hold: no live hold has this id (expired, released, committed)")
 _UNAVAILABLE: Final = (503, "holds_unavailable: no decision in time; nothing is held, retry")
 
-HoldPath = Annotated[str, Path(description=PATTERN_MEANINGS[DOCUMENT_ID_PATTERN])]
+HoldPath = Annotated[
+    str,
+    Path(
+        description=PATTERN_MEANINGS[DOCUMENT_ID_PATTERN],
+        json_schema_extra=documented_pattern(DOCUMENT_ID_PATTERN),
+    ),
+]
 
 
 def _check_hold_id(hold_id: str) -> None:
@@ -68,7 +74,12 @@ def holds_router(services: Services, holds: Holds) -> APIRouter:
         summary="Hold every line for ttl_s seconds, or none",
         openapi_extra=request_body(ref("HoldRequest"), "the lines to hold (SPEC 6)"),
         responses={
-            **answer(201, "every line is held until expires_at", "HoldAnswer"),
+            **answer(
+                201,
+                "every line is held until expires_at; a repeated hold_id gets its first answer"
+                " again, for a day after the hold ended (released, committed or expired)",
+                "HoldAnswer",
+            ),
             **errors(
                 (400, "malformed_json"),
                 (404, "unknown_channel: the channel is not in the rules"),

@@ -6,7 +6,7 @@ import msgspec
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from availability import decode_rules
+from availability import InvalidRules, decode_rules
 from availability.decoding import ANY_JSON, decoded
 
 from ..body import MAX_OTHER_BODY, read_body
@@ -14,6 +14,7 @@ from ..deps import Services
 from ..encoding import json_response
 from ..errors import ApiError
 from ..openapi import answer, errors, ref, request_body
+from ..whole_numbers import refused_a_float, whole_numbers_as_ints
 
 
 def rules_router(services: Services) -> APIRouter:
@@ -58,6 +59,13 @@ def rules_router(services: Services) -> APIRouter:
             decoded(ANY_JSON, body)
         except msgspec.DecodeError as exc:
             raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
-        return json_response(await services.rules.replace_rules(decode_rules(body)))
+        try:
+            rules = decode_rules(body)
+        except InvalidRules as exc:
+            rewritten = whole_numbers_as_ints(body) if refused_a_float(str(exc)) else None
+            if rewritten is None:
+                raise
+            rules = decode_rules(rewritten)
+        return json_response(await services.rules.replace_rules(rules))
 
     return router

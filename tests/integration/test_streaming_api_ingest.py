@@ -103,6 +103,27 @@ def test_every_event_is_on_its_types_topic_keyed_by_sku_on_its_partition_as_sent
         assert record.partition == partition_for(record.key, fresh_stack.partitions)
 
 
+def test_an_event_with_a_whole_float_goes_on_with_integers_and_the_others_as_sent(
+    ready_api: ApiServer, fresh_stack: Stack
+) -> None:
+    sku = unique_sku()
+    as_sent = json.dumps(event("receipt", sku, "DC1", qty=4), indent=1).encode()
+    with_float = json.dumps(event("receipt", sku, "S001", qty=0)).replace('"qty": 0', '"qty": 3.0')
+
+    with ready_api.client() as http:
+        response = http.post(
+            "/v1/events",
+            content=body_of([as_sent, with_float.encode()]),
+            headers={"content-type": "application/json"},
+        )
+    records = {record.value for record in all_records(fresh_stack)}
+
+    assert response.status_code == 202, response.text
+    # Compact, in the order sent, `3.0` written as `3`: what a worker decodes as an integer.
+    rewritten = json.dumps(json.loads(with_float) | {"qty": 3}, separators=(",", ":"))
+    assert records == {as_sent, rewritten.encode()}
+
+
 def set_topic_configs(topic: str, configs: dict[str, str]) -> None:
     """Replace the topic's configs (AlterConfigs: what isn't named returns to the default)."""
 
