@@ -16,13 +16,14 @@ from .errors import install_error_handlers
 from .fast_reads import FastReads
 from .metrics import ApiMetrics, RequestTimer
 from .openapi import install_openapi
-from .ports import Feeds, Health, Holds, Ingest, ReadModel, RulesAdmin
+from .ports import Feeds, Health, Holds, Ingest, ReadModel, RulesAdmin, Snapshots
 from .routes.events import events_router
 from .routes.feeds import feeds_router
 from .routes.health import health_router
 from .routes.holds import holds_router
 from .routes.reads import reads_router
 from .routes.rules import rules_router
+from .routes.snapshots import snapshots_router
 
 VERSION = "0.1.0"
 
@@ -39,6 +40,7 @@ def create_app(
     health: Health,
     feeds: Feeds | None = None,
     holds: Holds | None = None,
+    snapshots: Snapshots | None = None,
     api_keys: Iterable[ApiKey] = (),
     clock_micros: Callable[[], int] = wall_clock_micros,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
@@ -70,6 +72,8 @@ def create_app(
         app.include_router(feeds_router(services, feeds))
     if holds is not None:
         app.include_router(holds_router(services, holds))
+    if snapshots is not None:
+        app.include_router(snapshots_router(services, snapshots))
     install_openapi(app)
     # The last added is the outermost: RequestTimer times the fast path's answers too.
     app.add_middleware(FastReads, services=services, routes=reads.routes)

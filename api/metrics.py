@@ -37,6 +37,19 @@ class ApiMetrics:
             buckets=DRIFT_BUCKETS,
             registry=self.registry,
         )
+        self.drift_by_location = Counter(
+            "availability_count_drift_by_location_units",
+            "Units of drift of applied counts by location: shrink (the books above the shelf)"
+            " or surplus (below)",
+            ["location", "direction"],
+            registry=self.registry,
+        )
+        self.counts_by_location = Counter(
+            "availability_counts_applied_by_location",
+            "Counts applied by location (ERP snapshot rows and single count events)",
+            ["location"],
+            registry=self.registry,
+        )
         self.requests = Histogram(
             "availability_http_request_duration_seconds",
             "HTTP request duration by route template, method and status",
@@ -92,7 +105,11 @@ class ApiMetrics:
         for (event_type, outcome), count in result.outcomes.items():
             self.events.labels(event_type, outcome).inc(count)
         for drift in result.drifts:
-            self.drift.observe(abs(drift))
+            self.drift.observe(abs(drift.units))
+            self.counts_by_location.labels(drift.location).inc()
+            if drift.units:
+                direction = "shrink" if drift.units > 0 else "surplus"
+                self.drift_by_location.labels(drift.location, direction).inc(abs(drift.units))
 
     def record_invalid(self, types: dict[str, int]) -> None:
         for event_type, count in types.items():

@@ -15,6 +15,7 @@ from availability.holds import CommitAnswer, CommitRequest, HoldAnswer, HoldRequ
 
 from .errors import ErrorEnvelope
 from .schemas import AvailabilityBatch, BatchQuestion, EventsAccepted, EventsRefused
+from .snapshot_import import SnapshotReport
 
 _REF: Final = "#/components/schemas/{name}"
 _TYPES: Final[tuple[Any, ...]] = (
@@ -33,6 +34,7 @@ _TYPES: Final[tuple[Any, ...]] = (
     HoldAnswer,
     CommitRequest,
     CommitAnswer,
+    SnapshotReport,
 )
 
 

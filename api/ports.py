@@ -4,7 +4,7 @@ routes never change between the two."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol, TypeAlias
 
 from msgspec import Raw
@@ -76,6 +76,24 @@ class Holds(Protocol):
 
     async def commit_hold(self, hold_id: str, order_id: str | None) -> HoldRecord:
         """Committing a committed hold again returns its record."""
+        ...
+
+
+class Snapshots(Protocol):
+    """What ERP snapshot imports need beyond the ingest: their reports, kept across
+    restarts (one a request, as JSON), and the zeroing of a `full` snapshot's unlisted
+    positions (availability/snapshots.py)."""
+
+    async def add_snapshot_report(self, snapshot_id: str, report: bytes) -> None: ...
+
+    async def snapshot_reports(self, snapshot_id: str) -> list[bytes]:
+        """Every stored report of the snapshot, oldest first; none for an unknown id."""
+        ...
+
+    async def zero_unlisted(self, snapshot_id: str, locations: Mapping[str, int]) -> int | None:
+        """Count as 0 the positions at `locations` (location -> counted_at, µs) that the
+        snapshot did not list, once its rows are taken; how many, or None when the
+        writers of the partitions do it after the call."""
         ...
 
 

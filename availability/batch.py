@@ -21,11 +21,17 @@ class DeadLetter(Struct, frozen=True):
     reason: str
 
 
+class CountDrift(Struct, frozen=True):
+    index: int  # position of the count in the batch
+    location: str
+    units: int  # the books at the count's time minus counted: > 0 shrink, < 0 surplus
+
+
 class BatchResult(Struct):
     touched: dict[str, SkuState]
     dead_letters: list[DeadLetter]
     outcomes: Counter[tuple[str, str]]  # (event type, outcome) -> events
-    drifts: list[int]
+    drifts: list[CountDrift]
     oversold_change: int
 
 
@@ -52,6 +58,6 @@ def apply_events(
         if applied.outcome is Outcome.DEAD_LETTERED:
             result.dead_letters.append(DeadLetter(index, applied.reason or "dead-lettered"))
         elif applied.drift is not None:
-            result.drifts.append(applied.drift)
+            result.drifts.append(CountDrift(index, event.location, applied.drift))
         result.oversold_change += applied.oversold_change
     return result

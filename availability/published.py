@@ -16,6 +16,7 @@ missing from Redis may exist, and the API must not answer it with a zero.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Final, NamedTuple
 
 import msgspec
@@ -160,3 +161,10 @@ def hold_key(namespace: str, hold_id: str) -> str:
 def reply_key(namespace: str, request_id: str) -> str:
     """Where the writers push their replies to one hold command (a Redis list)."""
     return f"{namespace}:reply:{{{request_id}}}"
+
+
+def snapshot_key(namespace: str, snapshot_id: str) -> str:
+    """A list of the reports of every import of an ERP snapshot, oldest first; a digest of
+    the id, which may hold any printable character."""
+    digest = hashlib.blake2b(snapshot_id.encode(), digest_size=16).hexdigest()
+    return f"{namespace}:snapshot:{digest}"

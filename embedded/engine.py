@@ -25,7 +25,7 @@ import heapq
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, TypeAlias
 
 import msgspec
@@ -58,6 +58,7 @@ from availability.holds import (
     release_hold,
 )
 from availability.rules import CompiledChannel, CompiledRules
+from availability.snapshots import unlisted_zero_counts
 from availability.timeutil import MICROS_PER_SECOND
 from availability.views import bump_if_rules_move_answers, reader_fingerprint
 
@@ -68,6 +69,7 @@ from .store import DeadLetterRecord, LogEntry, RocksStore
 # these bounds keep that pause short while still writing a busy SKU once per many batches.
 CHECKPOINT_DIRTY_SKUS: Final = 50_000
 CHECKPOINT_SECONDS: Final = 5.0
+MAX_ZERO_BATCH: Final = 1000  # a full snapshot's zero counts go through submit, as events do
 # A hold's first answer is given again to a repeated request for this long after the hold
 # ended (expired, released or committed); then its id is forgotten.
 HOLD_MEMORY_US: Final = 24 * 3600 * MICROS_PER_SECOND
@@ -265,6 +267,30 @@ class EmbeddedEngine:
             )
         self._oversold += result.oversold_change
         return result
+
+    # -- snapshot reports --------------------------------------------------------------
+
+    async def add_snapshot_report(self, snapshot_id: str, report: bytes) -> None:
+        self.store.add_snapshot_report(snapshot_id, report)
+
+    async def snapshot_reports(self, snapshot_id: str) -> list[bytes]:
+        return self.store.snapshot_reports(snapshot_id)
+
+    async def zero_unlisted(self, snapshot_id: str, locations: Mapping[str, int]) -> int:
+        self.checkpoint()  # every SKU is now on disk, so one scan of the heads sees them all
+        taken = 0
+        batch: list[Event] = []
+        for stored in self.store.answer_states():
+            batch += unlisted_zero_counts(snapshot_id, stored.sku, stored.positions, locations)
+            if len(batch) >= MAX_ZERO_BATCH:
+                taken += await self._take_zero_counts(batch)
+                batch = []
+        return taken + await self._take_zero_counts(batch)
+
+    async def _take_zero_counts(self, counts: list[Event]) -> int:
+        if counts:
+            await self.submit(counts, [msgspec.json.encode(count) for count in counts])
+        return len(counts)
 
     # -- rules -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ so a head is never on disk without its chunks.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 from collections.abc import Iterable, Iterator, Sequence
@@ -35,6 +36,7 @@ _CHECKPOINT_KEY: Final = b"m\x00checkpoint"
 _FEED: Final = b"f\x00"  # f\0<channel>\0<seq>: the channel's items, oldest first
 _PUBLISHED: Final = b"g\x00"  # g\0<channel>\0<sku>: what the feed last said of the SKU
 _HOLD: Final = b"h\x00"  # h\0<hold_id>: a hold request and what became of it
+_SNAPSHOT: Final = b"n\x00"  # n\0<id digest><seq>: one import's report of a snapshot
 _SEQ: Final = struct.Struct(">Q")
 _DEAD_LETTER_KEY: Final = struct.Struct(">QI")
 
@@ -193,6 +195,17 @@ class RocksStore:
         for _, value in self._scan(_DEAD_LETTER):
             yield _dead_letter_decoder.decode(value)
 
+    # -- snapshot reports ------------------------------------------------------------------
+
+    def add_snapshot_report(self, snapshot_id: str, report: bytes) -> None:
+        prefix = _snapshot_prefix(snapshot_id)
+        seq = sum(1 for _ in self._scan(prefix))
+        self._db.put(prefix + _SEQ.pack(seq), report, self._write_options)
+
+    def snapshot_reports(self, snapshot_id: str) -> list[bytes]:
+        """The reports of every import of the snapshot, oldest first."""
+        return [bytes(value) for _, value in self._scan(_snapshot_prefix(snapshot_id))]
+
     # -- rules -----------------------------------------------------------------------------
 
     def load_rules(self) -> bytes | None:
@@ -286,3 +299,8 @@ class RocksStore:
         for hold_id in hold_ids:
             batch.delete(_HOLD + hold_id.encode())
         self._db.write(batch, self._write_options)
+
+
+def _snapshot_prefix(snapshot_id: str) -> bytes:
+    # A digest: an id may hold any printable character, and a key must not run into another.
+    return _SNAPSHOT + hashlib.blake2b(snapshot_id.encode(), digest_size=16).digest()

@@ -32,6 +32,7 @@ from .bench_fanout import bench_fanout
 from .bench_holds import bench_holds, hold_latency_by_rate
 from .bench_recovery import Options as RecoveryOptions
 from .bench_recovery import bench_recovery
+from .bench_snapshots import bench_snapshots
 from .bench_streaming import bench_streaming, events_per_second_by_workers
 from .targets import judge_targets
 
@@ -136,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     section("Checkout holds", bench_holds(8 if quick else 15))
     section("Recovery", bench_recovery(RecoveryOptions(positions=200_000 if quick else 1_000_000)))
+    section("ERP snapshots", bench_snapshots(200_000 if quick else 1_000_000))
     section("Ceilings", redis_ceiling())
 
     rates = [50, 100, 200, 400] if quick else [50, 100, 200, 400, 600, 800]

@@ -179,6 +179,20 @@ TARGETS = (
         "s",
         "faust's per-record restore path, about 130 µs of CPU a record",
     ),
+    *(
+        Target(
+            f"snapshot import against event ingest ({mode})",
+            f"snapshot rows/s via import-snapshot ({mode}",
+            2,
+            r"([\d.]+)x the event ingest rate",
+            1.0,
+            True,
+            "x",
+            "the parsing of each row in the API process",
+            digits=2,
+        )
+        for mode in ("embedded", "streaming")
+    ),
 )
 
 

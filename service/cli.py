@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from api import is_loopback
@@ -63,10 +64,13 @@ def _parser() -> argparse.ArgumentParser:
         f"in its {WORKER_TABLES_FOLDER}/ folder, and a directory holding anything else is refused",
     )
     _add_operator_commands(commands)
+    _add_import_command(commands)
     return parser
 
 
-OPERATOR_COMMANDS = frozenset({"dlq-replay", "rebuild-read-model", "sku-history"})
+OPERATOR_COMMANDS = frozenset(
+    {"dlq-replay", "rebuild-read-model", "sku-history", "import-snapshot"}
+)
 DEFAULT_REBUILD_TIMEOUT_S = 300.0  # a partition of a few million SKUs republishes in minutes
 
 
@@ -173,15 +177,64 @@ def _add_operator_commands(commands: Any) -> None:
     )
 
 
+def _add_import_command(commands: Any) -> None:
+    command = commands.add_parser(
+        "import-snapshot",
+        help="send an ERP stock snapshot (CSV or NDJSON rows sku, location, counted, "
+        "counted_at) to a running server, in parts, and print its report",
+    )
+    command.add_argument("file", type=Path, metavar="FILE")
+    command.add_argument(
+        "--url", help="the server (default http://AVAIL_HOST:AVAIL_PORT, 127.0.0.1:8000)"
+    )
+    command.add_argument(
+        "--key", help="an API key with `write` (default: AVAIL_CLIENT_KEY, if set)"
+    )
+    command.add_argument(
+        "--snapshot-id",
+        dest="snapshot_id",
+        help="the snapshot's id (default: made from the file's SHA-256)",
+    )
+    command.add_argument(
+        "--format",
+        dest="fmt",
+        choices=["csv", "ndjson"],
+        help="the file's format (default: ndjson for .ndjson and .jsonl files, else csv)",
+    )
+    command.add_argument(
+        "--scope",
+        choices=["partial", "full"],
+        default="partial",
+        help="full: at each location the file names, the positions it does not list are "
+        "counted as 0 (default partial: left as they are)",
+    )
+    command.add_argument(
+        "--rows-per-request",
+        dest="rows_per_request",
+        type=_positive_int,
+        help="rows sent in each request (default 20,000)",
+    )
+
+
 def _run_operator_command(args: argparse.Namespace, settings: Settings) -> int:
     from .ops import (
         HistoryOptions,
+        ImportOptions,
         ReplayOptions,
+        import_snapshot,
         rebuild_read_model,
         replay_dead_letters,
         show_sku_history,
     )
 
+    if args.command == "import-snapshot":
+        url = args.url or f"http://{settings.host}:{settings.port}"
+        key = args.key or os.environ.get("AVAIL_CLIENT_KEY") or None
+        return import_snapshot(
+            ImportOptions(
+                args.file, url, key, args.snapshot_id, args.fmt, args.rows_per_request, args.scope
+            )
+        )
     # The client libraries' own info lines would drown the progress lines.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.command == "dlq-replay":

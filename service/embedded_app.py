@@ -41,6 +41,7 @@ def embedded_app(settings: Settings, rules_at_start: Rules | None = None) -> Fas
         health=engine,
         feeds=engine,
         holds=engine,
+        snapshots=engine,
         api_keys=settings.api_keys,
         lifespan=lifespan,
     )

@@ -35,6 +35,7 @@ def streaming_app(settings: Settings, rules_at_start: Rules | None = None) -> Fa
         health=runtime.health,
         feeds=runtime.feeds,
         holds=runtime.holds,
+        snapshots=runtime.snapshots,
         api_keys=settings.api_keys,
         lifespan=runtime.lifespan,
     )

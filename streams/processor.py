@@ -31,7 +31,7 @@ from availability.control import (
     reply_to_error,
 )
 from availability.decoding import decoded
-from availability.events import Event, clock_error, decode_message
+from availability.events import Count, Event, clock_error, decode_message
 from availability.holds import (
     Shortfall,
     commit_hold,
@@ -43,6 +43,7 @@ from availability.holds import (
 )
 from availability.layout import (
     HEAD,
+    HeadFigures,
     RecordReader,
     decode_figures,
     decode_head,
@@ -53,6 +54,12 @@ from availability.layout import (
     written,
 )
 from availability.rules import CompiledRules, Rules
+from availability.snapshots import (
+    SNAPSHOT_END_KEY,
+    SnapshotEnd,
+    snapshot_end_decoder,
+    unlisted_zero_counts,
+)
 from availability.topics import Names
 from availability.views import bump_if_rules_move_answers
 
@@ -65,6 +72,8 @@ RULES_KEY: Final = b"\x00rules"
 # pieces, so that one write (its head, new chunks and the older chunks whose documents
 # those events changed) stays well inside one Kafka record batch.
 MAX_EVENTS_PER_WRITE: Final = 64
+# A full snapshot's zero counts, applied so many at a time, as a fetch's events would be.
+ZERO_RUN: Final = 1000
 
 
 class Record(Protocol):
@@ -163,12 +172,15 @@ class Processor:
         run: list[tuple[Record, Event]] = []
         per_sku: dict[str, int] = {}
         for message in messages:
-            if message.topic == self._control_topic:
+            if message.topic == self._control_topic or message.key == SNAPSHOT_END_KEY:
                 self._apply_run(run, now, outcome)
                 run, per_sku = [], {}
-                self._control(partition, message, now, outcome)
+                if message.topic == self._control_topic:
+                    self._control(partition, message, now, outcome)
+                else:
+                    self._snapshot_end(partition, message, now, outcome)
                 continue
-            event = self._decode(message, partition, now)
+            event = self._decode(message, now)
             if event is None:
                 outcome.invalid += 1
                 continue
@@ -180,7 +192,7 @@ class Processor:
         self._apply_run(run, now, outcome)
         return outcome
 
-    def _decode(self, message: Record, partition: int, now: int) -> Event | None:
+    def _decode(self, message: Record, now: int) -> Event | None:
         event, reason = decode_message(message.value)
         if event is not None:
             reason = clock_error(event, now)
@@ -189,11 +201,14 @@ class Processor:
                 # its SKU, and two writers would split one SKU's state.
                 reason = f"the message key must be the event's sku {event.sku!r}"
         if reason is not None:
-            self.dead_letters.send(
-                message.value, message.key, reason, message.topic, partition, message.offset
-            )
+            self._dead_letter(message, reason)
             return None
         return event
+
+    def _dead_letter(self, message: Record, reason: str) -> None:
+        self.dead_letters.send(
+            message.value, message.key, reason, message.topic, message.partition, message.offset
+        )
 
     def _load(self, sku: str) -> SkuState:
         """The SKU's state, to change in place: events and holds write every state they
@@ -210,14 +225,7 @@ class Processor:
         result = apply_events(self._load, [event for _, event in run], now, self.windows)
         for letter in result.dead_letters:
             message = run[letter.index][0]
-            self.dead_letters.send(
-                message.value,
-                message.key,
-                letter.reason,
-                message.topic,
-                message.partition,
-                message.offset,
-            )
+            self._dead_letter(message, letter.reason)
         for state in result.touched.values():
             self._write(state, outcome)
         outcome.results.append(result)
@@ -228,14 +236,7 @@ class Processor:
         try:
             control = decoded(control_decoder, message.value or b"")
         except msgspec.MsgspecError as exc:
-            self.dead_letters.send(
-                message.value,
-                message.key,
-                f"invalid control message: {exc}",
-                message.topic,
-                partition,
-                message.offset,
-            )
+            self._dead_letter(message, f"invalid control message: {exc}")
             return
         if isinstance(control, RulesChanged):
             self._rules_changed(partition, control, now, outcome)
@@ -245,19 +246,37 @@ class Processor:
             # A reply to a key outside the API's reply lists: refused whole, unapplied.
             refused = reply_to_error(self.names.redis_namespace, control)
             if refused is not None:
-                self.dead_letters.send(
-                    message.value,
-                    message.key,
-                    f"invalid control message: {refused}",
-                    message.topic,
-                    partition,
-                    message.offset,
-                )
+                self._dead_letter(message, f"invalid control message: {refused}")
                 return
             reply = self._hold_command(partition, control, now, outcome)
             reply = msgspec.structs.replace(reply, request_id=control.request_id)
             key = reply_list(self.names.redis_namespace, control)
             outcome.replies.append((key, _reply_encoder.encode(reply)))
+
+    def _snapshot_end(
+        self, partition: int, message: Record, now: int, outcome: PartitionOutcome
+    ) -> None:
+        """A `full` snapshot's end, after its rows on this partition: count as 0 every
+        position of its locations it did not list (availability/snapshots.py)."""
+        try:
+            end = decoded(snapshot_end_decoder, message.value or b"")
+        except msgspec.MsgspecError as exc:
+            self._dead_letter(message, f"invalid snapshot end: {exc}")
+            return
+        zeros = [
+            count
+            for _, value in list(self.table.partition_items(partition, HEAD))
+            for count in _unlisted(end, decode_figures(value))
+        ]
+        run: list[tuple[Record, Event]] = []
+        per_sku: dict[str, int] = {}
+        for count in zeros:
+            if len(run) >= ZERO_RUN or per_sku.get(count.sku, 0) >= MAX_EVENTS_PER_WRITE:
+                self._apply_run(run, now, outcome)
+                run, per_sku = [], {}
+            per_sku[count.sku] = per_sku.get(count.sku, 0) + 1
+            run.append((message, count))
+        self._apply_run(run, now, outcome)
 
     def remember_holds(self, partition: int, reader: RecordReader) -> None:
         """A partition taken over: the expiry times of the holds its SKUs carry (the heads
@@ -379,3 +398,7 @@ class Processor:
             PartitionRules(change.revision, change.rules)
         )
         self.table.write([(RULES_KEY, rules_record)])
+
+
+def _unlisted(end: SnapshotEnd, figures: HeadFigures) -> list[Count]:
+    return unlisted_zero_counts(end.snapshot_id, figures.sku, figures.positions, end.locations)

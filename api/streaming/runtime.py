@@ -34,6 +34,7 @@ from .kafka_security import refusal, refused_by_security
 from .redis_feeds import RedisFeeds
 from .redis_read_model import RedisReadModel
 from .rules_follower import RulesFollower
+from .snapshots import StreamingSnapshots
 from .tasks import cancel_and_wait
 from .topics_admin import ensure_topics
 
@@ -131,6 +132,7 @@ class StreamingRuntime:
             self.rules,
             HOLD_DECISION_TIMEOUT_S,
         )
+        self.snapshots = StreamingSnapshots(self.redis, namespace, self.kafka, names, partitions)
         self.health = StreamingHealth(self.redis, namespace, partitions, self.kafka, self.rules)
         self._connecting: asyncio.Task[None] | None = None
 

@@ -770,7 +770,7 @@ def test_a_batch_loads_each_sku_once_and_reports_every_outcome() -> None:
 
     assert loads == [SKU, OTHER_SKU]
     assert [(d.index, "dedup window" in d.reason) for d in result.dead_letters] == [(3, True)]
-    assert result.drifts == [3]
+    assert [(d.index, d.units) for d in result.drifts] == [(4, 3)]
     assert result.oversold_change == 1
     assert result.outcomes == Counter(
         {

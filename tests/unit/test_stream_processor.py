@@ -15,6 +15,7 @@ from availability.holds import HoldLineRequest
 from availability.layout import answers_state, decode_head, read_state
 from availability.processing import Windows
 from availability.published import reply_key
+from availability.snapshots import SNAPSHOT_END_KEY, SnapshotEnd, SnapshotRow, as_count
 from availability.topics import Names, partition_for
 from streams.processor import RULES_KEY, Message, Processor, RulesHolder
 from streams.state_cache import StateCache
@@ -274,3 +275,36 @@ def test_a_control_message_nested_too_deeply_is_dead_lettered_and_the_batch_goes
     )
     assert [reason for _, reason in dead] == ["invalid control message: JSON nested too deeply"]
     assert read_state(table, "SKU-1").positions["DC1"].on_hand == 3
+
+
+def test_a_snapshot_end_zeroes_the_unlisted_positions_of_its_partition_at_its_locations() -> None:
+    made, table, dead = processor()
+    skus = [sku for sku in (f"SKU-{n}" for n in range(40)) if partition_for(sku.encode(), 4) == 0]
+    listed, unlisted = skus[0], skus[1]
+    counted_at = "2026-12-01T10:00:00Z"
+    row = msgspec.convert(
+        {"sku": listed, "location": "S1", "counted": 3, "counted_at": counted_at}, SnapshotRow
+    )
+    count = as_count("erp-7", row)
+    end = SnapshotEnd("erp-7", {"S1": count.occurred_us})
+    counts_topic = NAMES.event_topic("count")
+    made.handle_partition(
+        0,
+        [
+            message(event("receipt", listed, "S1", qty=5, minute=-(10**6))),
+            message(event("receipt", unlisted, "S1", qty=5, minute=-(10**6))),
+            message(event("receipt", unlisted, "S2", qty=5, minute=-(10**6))),
+            Message(counts_topic, 0, 1, listed.encode(), msgspec.json.encode(count)),
+            Message(counts_topic, 0, 2, SNAPSHOT_END_KEY, msgspec.json.encode(end)),
+            Message(counts_topic, 0, 3, SNAPSHOT_END_KEY, b"{not json"),
+        ],
+    )
+
+    on_hand = {
+        sku: {place: p.on_hand for place, p in read_state(table, sku).positions.items()}
+        for sku in (listed, unlisted)
+    }
+    assert on_hand == {listed: {"S1": 3}, unlisted: {"S1": 0, "S2": 5}}
+    assert [reason.startswith("invalid snapshot end: JSON is malformed") for _, reason in dead] == [
+        True
+    ]
