@@ -12,10 +12,10 @@ from fastapi.openapi.utils import get_openapi
 from availability import Availability, Event, Positions, Rules
 from availability.feeds import FeedPage, SnapshotPage
 from availability.holds import CommitAnswer, CommitRequest, HoldAnswer, HoldRequest
+from availability.snapshot_reports import SnapshotReport
 
 from .errors import ErrorEnvelope
 from .schemas import AvailabilityBatch, BatchQuestion, EventsAccepted, EventsRefused
-from .snapshot_import import SnapshotReport
 
 _REF: Final = "#/components/schemas/{name}"
 _TYPES: Final[tuple[Any, ...]] = (

@@ -13,6 +13,7 @@ from availability import Availability, Event, Positions, Rules
 from availability.batch import BatchResult
 from availability.feeds import FeedPage, SnapshotPage
 from availability.holds import HoldRecord, HoldRequest
+from availability.snapshot_reports import SnapshotReport
 
 # An answer as a value, or as the same JSON already encoded: the streaming mode's Redis holds
 # ready answers, and sending their bytes as they are saves a decode and an encode per read.
@@ -90,10 +91,13 @@ class Snapshots(Protocol):
         """Every stored report of the snapshot, oldest first; none for an unknown id."""
         ...
 
-    async def zero_unlisted(self, snapshot_id: str, locations: Mapping[str, int]) -> int | None:
+    async def zero_unlisted(
+        self, snapshot_id: str, locations: Mapping[str, int]
+    ) -> SnapshotReport | None:
         """Count as 0 the positions at `locations` (location -> counted_at, µs) that the
-        snapshot did not list, once its rows are taken; how many, or None when the
-        writers of the partitions do it after the call."""
+        snapshot did not list, once its rows are taken: the report of those counts, or
+        None when the writers of the partitions count them after the call (and report
+        what they did themselves)."""
         ...
 
 

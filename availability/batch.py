@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from msgspec import Struct
 
-from .events import Event
+from .events import Count, Event
 from .processing import DEFAULT_WINDOWS, Outcome, Windows, apply_event
 from .state import SkuState
 
@@ -33,6 +33,9 @@ class BatchResult(Struct):
     outcomes: Counter[tuple[str, str]]  # (event type, outcome) -> events
     drifts: list[CountDrift]
     oversold_change: int
+    # (index, outcome) of every count in the batch: an ERP snapshot's report tells its rows'
+    # outcomes apart from the other events'.
+    count_outcomes: list[tuple[int, str]] = []
 
 
 def event_type(event: Event) -> str:
@@ -48,6 +51,7 @@ def apply_events(
     result = BatchResult(
         touched={}, dead_letters=[], outcomes=Counter(), drifts=[], oversold_change=0
     )
+    count_outcomes = result.count_outcomes
     touched = result.touched
     for index, event in enumerate(events):
         state = touched.get(event.sku)
@@ -55,6 +59,8 @@ def apply_events(
             state = touched[event.sku] = load(event.sku)
         applied = apply_event(state, event, now_us, windows)
         result.outcomes[(event_type(event), applied.outcome.value)] += 1
+        if isinstance(event, Count):
+            count_outcomes.append((index, applied.outcome.value))
         if applied.outcome is Outcome.DEAD_LETTERED:
             result.dead_letters.append(DeadLetter(index, applied.reason or "dead-lettered"))
         elif applied.drift is not None:

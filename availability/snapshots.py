@@ -45,6 +45,31 @@ COLUMNS: Final = ("sku", "location", "counted", "counted_at")
 MAX_LINE_BYTES: Final = 64 * 1024
 
 
+_ROW_SOURCE: Final = "snapshot "
+_UNLISTED_SOURCE: Final = "unlisted in snapshot "
+
+
+def snapshot_source(snapshot_id: str) -> str:
+    """The `source` of a snapshot row's count."""
+    return f"{_ROW_SOURCE}{snapshot_id}"
+
+
+def unlisted_source(snapshot_id: str) -> str:
+    """The `source` of the zero count of a position a `full` snapshot did not list."""
+    return f"{_UNLISTED_SOURCE}{snapshot_id}"
+
+
+def snapshot_of(source: str | None) -> tuple[str, bool] | None:
+    """(snapshot id, whether it is an unlisted position's zero count) of a count's source."""
+    if source is None:
+        return None
+    if source.startswith(_UNLISTED_SOURCE):
+        return source[len(_UNLISTED_SOURCE) :], True
+    if source.startswith(_ROW_SOURCE):
+        return source[len(_ROW_SOURCE) :], False
+    return None
+
+
 class SnapshotRow(Struct, frozen=True, forbid_unknown_fields=False):
     sku: Sku
     location: LocationId
@@ -100,7 +125,7 @@ def zero_count(snapshot_id: str, sku: str, location: str, at_us: int) -> Count:
         location=location,
         occurred_at=from_micros(at_us),
         counted=0,
-        source=f"snapshot {snapshot_id}, unlisted"[:256],
+        source=unlisted_source(snapshot_id),
     )
 
 
@@ -127,7 +152,7 @@ def as_count(snapshot_id: str, row: SnapshotRow) -> Count:
         location=row.location,
         occurred_at=row.counted_at,
         counted=row.counted,
-        source=f"snapshot {snapshot_id}"[:256],
+        source=snapshot_source(snapshot_id),
     )
 
 

@@ -58,6 +58,7 @@ from availability.holds import (
     release_hold,
 )
 from availability.rules import CompiledChannel, CompiledRules
+from availability.snapshot_reports import ReportTally, SnapshotReport, applied_reports
 from availability.snapshots import unlisted_zero_counts
 from availability.timeutil import MICROS_PER_SECOND
 from availability.views import bump_if_rules_move_answers, reader_fingerprint
@@ -276,21 +277,24 @@ class EmbeddedEngine:
     async def snapshot_reports(self, snapshot_id: str) -> list[bytes]:
         return self.store.snapshot_reports(snapshot_id)
 
-    async def zero_unlisted(self, snapshot_id: str, locations: Mapping[str, int]) -> int:
+    async def zero_unlisted(self, snapshot_id: str, locations: Mapping[str, int]) -> SnapshotReport:
         self.checkpoint()  # every SKU is now on disk, so one scan of the heads sees them all
-        taken = 0
+        tally = ReportTally(snapshot_id, None)
+        tally.zeroed = 0
         batch: list[Event] = []
         for stored in self.store.answer_states():
             batch += unlisted_zero_counts(snapshot_id, stored.sku, stored.positions, locations)
             if len(batch) >= MAX_ZERO_BATCH:
-                taken += await self._take_zero_counts(batch)
+                await self._take_zero_counts(batch, tally)
                 batch = []
-        return taken + await self._take_zero_counts(batch)
+        await self._take_zero_counts(batch, tally)
+        return tally.report()
 
-    async def _take_zero_counts(self, counts: list[Event]) -> int:
+    async def _take_zero_counts(self, counts: list[Event], tally: ReportTally) -> None:
         if counts:
-            await self.submit(counts, [msgspec.json.encode(count) for count in counts])
-        return len(counts)
+            result = await self.submit(counts, [msgspec.json.encode(c) for c in counts])
+            for report in applied_reports(counts, result):
+                tally.absorb(report)
 
     # -- rules -----------------------------------------------------------------------------
 

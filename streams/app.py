@@ -296,6 +296,7 @@ class Worker:
             by_partition[tp.partition] += records
         changed: dict[str, bytes] = {}
         replies: list[tuple[str, bytes]] = []
+        reports: list[tuple[str, bytes]] = []
         left_alone: set[int] = set()
         self.processor.cache.follow_generation(self.app.consumer_generation_id)
         for partition, messages in by_partition.items():
@@ -314,13 +315,14 @@ class Worker:
                 raise
             changed.update(outcome.changed)
             replies += outcome.replies
+            reports += outcome.reports
             for result in outcome.results:
                 self.metrics.record(result)
             if outcome.invalid:
                 self.metrics.events.labels("unknown", "invalid").inc(outcome.invalid)
                 self.metrics.dead_letters.inc(outcome.invalid)
         # Replies and answers wait for the changelog (streams/durable.py); the worker does not.
-        self.after_durable.add(changed, replies, self.rules.compiled)
+        self.after_durable.add(changed, replies, self.rules.compiled, reports)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return left_alone
 

@@ -25,6 +25,7 @@ class AfterDurable:
         self._durable = durable
         self._publisher = publisher
         self._replies: list[tuple[str, bytes]] = []
+        self._reports: list[tuple[str, bytes]] = []
         self._changed: dict[str, bytes] = {}
         self._rules: CompiledRules | None = None
         self._waiting = asyncio.Event()
@@ -36,13 +37,15 @@ class AfterDurable:
         changed: Mapping[str, bytes],
         replies: Sequence[tuple[str, bytes]],
         rules: CompiledRules,
+        reports: Sequence[tuple[str, bytes]] = (),
     ) -> None:
-        """A batch applied to the table: its changed SKUs' records (by SKU) and its hold
-        replies, to go out."""
+        """A batch applied to the table: its changed SKUs' records (by SKU), its hold
+        replies and its ERP snapshot reports, to go out."""
         self._changed.update(changed)
         self._replies += replies
+        self._reports += reports
         self._rules = rules
-        if self._changed or self._replies:
+        if self._changed or self._replies or self._reports:
             self._idle.clear()
             self._waiting.set()
 
@@ -51,11 +54,14 @@ class AfterDurable:
             await self._waiting.wait()
             self._waiting.clear()
             replies, self._replies = self._replies, []
+            reports, self._reports = self._reports, []
             changed, self._changed = self._changed, {}
             rules = self._rules
             await self._durable()
             if replies:
                 await self._publisher.reply(replies)
+            if reports:
+                await self._publisher.append(reports)
             if changed and rules is not None:
                 await self._publisher.submit(changed, rules)
             if not self._waiting.is_set():

@@ -53,7 +53,9 @@ from availability.layout import (
     sku_records,
     written,
 )
+from availability.published import snapshot_key
 from availability.rules import CompiledRules, Rules
+from availability.snapshot_reports import applied_reports, report_encoder
 from availability.snapshots import (
     SNAPSHOT_END_KEY,
     SnapshotEnd,
@@ -135,6 +137,8 @@ class PartitionOutcome:
     results: list[BatchResult] = field(default_factory=list)  # for metrics
     invalid: int = 0
     replies: list[tuple[str, bytes]] = field(default_factory=list)  # (Redis list, reply)
+    # (Redis list, report): what the batch's counts did to each ERP snapshot they belong to
+    reports: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 _reply_encoder: Final = msgspec.json.Encoder()
@@ -222,13 +226,20 @@ class Processor:
     ) -> None:
         if not run:
             return
-        result = apply_events(self._load, [event for _, event in run], now, self.windows)
+        events = [event for _, event in run]
+        result = apply_events(self._load, events, now, self.windows)
         for letter in result.dead_letters:
             message = run[letter.index][0]
             self._dead_letter(message, letter.reason)
         for state in result.touched.values():
             self._write(state, outcome)
         outcome.results.append(result)
+        if result.count_outcomes:
+            namespace = self.names.redis_namespace
+            outcome.reports += [
+                (snapshot_key(namespace, report.snapshot_id), report_encoder.encode(report))
+                for report in applied_reports(events, result)
+            ]
 
     def _control(
         self, partition: int, message: Record, now: int, outcome: PartitionOutcome

@@ -166,12 +166,19 @@ class RedisPublisher:
     async def reply(self, replies: Sequence[tuple[str, bytes]]) -> None:
         """Hold replies, once their effects are durable, each to the list an API waits on.
         A reply nobody reads (the API gave up) goes away after REPLY_TTL_S."""
+        await self._push(replies, REPLY_TTL_S)
 
+    async def append(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Items pushed to the end of Redis lists that are kept (ERP snapshot reports)."""
+        await self._push(items, None)
+
+    async def _push(self, items: Sequence[tuple[str, bytes]], expire_s: int | None) -> None:
         async def send() -> None:
             async with self._client.pipeline(transaction=False) as pipe:
-                for key, value in replies:
+                for key, value in items:
                     pipe.rpush(key, value)
-                    pipe.expire(key, REPLY_TTL_S)
+                    if expire_s is not None:
+                        pipe.expire(key, expire_s)
                 await pipe.execute()
 
         await self._retrying(send)

@@ -8,12 +8,18 @@ import csv
 import io
 from typing import Annotated, Final
 
-import msgspec
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from availability import NotReady
 from availability.ids import DOCUMENT_ID_PATTERN
+from availability.snapshot_reports import (
+    SnapshotReport,
+    decoded_reports,
+    merged,
+    report_encoder,
+    zero_times,
+)
 from availability.snapshots import SnapshotError, SnapshotFormat, is_snapshot_id
 
 from ..deps import Services, documented_pattern
@@ -23,14 +29,11 @@ from ..openapi import answer, errors
 from ..ports import Snapshots
 from ..snapshot_import import (
     MAX_SNAPSHOT_BYTES,
-    SnapshotReport,
     SnapshotTooLarge,
     Spooled,
     import_rows,
-    merged,
     snapshot_id_of,
     spooled,
-    zero_times,
 )
 
 MEDIA_TYPES: Final[dict[str, SnapshotFormat]] = {
@@ -56,7 +59,6 @@ _BODY: Final = {
 
 SCOPES: Final = ("partial", "full")
 SnapshotIdPath = Annotated[str, Path(description="the snapshot's id", max_length=128)]
-_report_decoder: Final = msgspec.json.Decoder(SnapshotReport)
 
 
 def snapshots_router(services: Services, snapshots: Snapshots) -> APIRouter:
@@ -139,7 +141,7 @@ def snapshots_router(services: Services, snapshots: Snapshots) -> APIRouter:
             raise ApiError(422, "invalid_snapshot", f"{exc}; no row was taken") from exc
         if scope == "full":
             report = await _zero_unlisted(snapshots, the_id, report)
-        await snapshots.add_snapshot_report(the_id, msgspec.json.encode(report))
+        await snapshots.add_snapshot_report(the_id, report_encoder.encode(report))
         return json_response(report, status=202)
 
     @router.get(
@@ -192,7 +194,7 @@ async def _report(snapshots: Snapshots, snapshot_id: str) -> SnapshotReport:
 
 
 async def _stored(snapshots: Snapshots, snapshot_id: str) -> list[SnapshotReport]:
-    return [_report_decoder.decode(item) for item in await snapshots.snapshot_reports(snapshot_id)]
+    return decoded_reports(await snapshots.snapshot_reports(snapshot_id))
 
 
 async def _zero_unlisted(
@@ -202,11 +204,11 @@ async def _zero_unlisted(
     of the snapshot, the parts sent before this one among them."""
     whole = merged([*await _stored(snapshots, snapshot_id), report])
     try:
-        zeroed = await snapshots.zero_unlisted(snapshot_id, zero_times(whole))
+        zeros = await snapshots.zero_unlisted(snapshot_id, zero_times(whole))
     except NotReady as exc:
-        await snapshots.add_snapshot_report(snapshot_id, msgspec.json.encode(report))
+        await snapshots.add_snapshot_report(snapshot_id, report_encoder.encode(report))
         raise ApiError(503, "not_ready", str(exc)) from exc
-    return msgspec.structs.replace(report, zeroed=zeroed)
+    return report if zeros is None else merged([report, zeros])
 
 
 CSV_COLUMNS: Final = ("section", "line", "sku", "location", "field", "counts", "drift", "message")

@@ -35,16 +35,16 @@ class StreamingSnapshots:
         self._counts_topic = names.event_topic("count")
         self._partitions = partitions
 
-    async def zero_unlisted(self, snapshot_id: str, locations: Mapping[str, int]) -> int | None:
+    async def zero_unlisted(self, snapshot_id: str, locations: Mapping[str, int]) -> None:
         """One SnapshotEnd on each partition of the counts topic: every row is acknowledged
-        already, so each partition's writer reads it after the snapshot's rows there."""
+        already, so each partition's writer reads it after the snapshot's rows there, and
+        reports the zero counts it makes with the rest (streams/processor.py)."""
         value = msgspec.json.encode(SnapshotEnd(snapshot_id, dict(locations)))
         records = [
             Record(self._counts_topic, SNAPSHOT_END_KEY, value, partition)
             for partition in range(self._partitions)
         ]
         await self._kafka.send_all(records, _NOT_ZEROED)
-        return None
 
     async def add_snapshot_report(self, snapshot_id: str, report: bytes) -> None:
         try:

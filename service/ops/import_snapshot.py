@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from api.snapshot_import import SnapshotReport, merged
+from availability.snapshot_reports import SnapshotReport, merged
 from availability.snapshots import FileCheck, SnapshotError, SnapshotFormat, content_id
 
 from .progress import Progress, fail

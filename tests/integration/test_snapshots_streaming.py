@@ -74,6 +74,12 @@ def test_a_chain_snapshot_streams_to_the_positions_and_drifts_of_the_whole_log(
         assert post_snapshot(http, scenario)["accepted"] == 100_000  # deduplicated by the workers
 
     assert_converges(deployment, scenario.expected(time.time_ns() // 1000))
+    # The workers report what the rows did, once durable: both imports' 200,000 counts.
+    with deployment.api.client() as http:
+        report = reported(http, scenario.snapshot_id, counts=200_000)
+    assert report["outcomes"] == {"applied": 100_000, "duplicate": 100_000}
+    assert report["rows"] == report["accepted"] == 200_000
+    assert sum(place["counts"] for place in report["drift"]["by_location"]) == 100_000
     assert deployment.worker.running, deployment.worker.log_tail()
 
 
@@ -96,8 +102,12 @@ def test_bad_rows_are_reported_and_the_rest_applied_by_the_workers(deployment: D
             (3, "counted"),
             (4, "sku"),
         ]
-        stored = http.get(f"/v1/snapshots/{report['snapshot_id']}")
-        assert stored.json() == report
+        # The workers add what the two rows did; the API's part is its answer.
+        stored = reported(http, report["snapshot_id"], counts=2)
+        assert {name: stored[name] for name in ("rows", "accepted", "refusals")} == {
+            name: report[name] for name in ("rows", "accepted", "refusals")
+        }
+        assert stored["outcomes"] == {"applied": 2}
     assert_converges(deployment, {"SB-1": {"S001": (4, -4)}, "SB-4": {"S001": (6, -6)}})
 
 
@@ -129,6 +139,9 @@ def test_a_full_snapshot_zeroes_the_unlisted_positions_on_every_partition(
         for n, sku in enumerate(skus)
     }
     assert_converges(deployment, expected)
+    with deployment.api.client() as http:
+        report = reported(http, "full-1", counts=200)
+    assert (report["outcomes"], report["zeroed"]) == ({"applied": 200}, 50)
 
 
 def test_an_import_cut_by_a_kill_9_of_the_api_is_finished_by_running_it_again(
@@ -168,8 +181,10 @@ def test_an_import_cut_by_a_kill_9_of_the_api_is_finished_by_running_it_again(
     assert_converges(deployment, expected)
     with deployment.api.client() as http:
         stored = http.get(f"/v1/snapshots/{scenario.snapshot_id}").json()
-    assert stored["accepted"] > 20_000  # the cut import's parts, then the whole file
-    assert stored["outcomes"] is None
+        assert stored["accepted"] > 20_000  # the cut import's parts, then the whole file
+        # Every row the workers applied once; those sent twice are duplicates.
+        outcomes = reported(http, scenario.snapshot_id, counts=stored["accepted"])["outcomes"]
+    assert outcomes["applied"] == 20_000
 
 
 def assert_converges(deployment: Deployment, expected: Figures) -> None:
@@ -180,6 +195,18 @@ def assert_converges(deployment: Deployment, expected: Figures) -> None:
         got = published()
         wrong = [sku for sku in expected if got.get(sku) != expected[sku]]
         pytest.fail(f"{len(wrong)} SKUs differ, e.g. {wrong[:1]}\n{deployment.worker.log_tail()}")
+
+
+def reported(http: httpx.Client, snapshot_id: str, counts: int) -> dict[str, Any]:
+    """The snapshot's report once the workers reported `counts` counts applied."""
+    report: dict[str, Any] = {}
+    deadline = time.monotonic() + CONVERGE_S
+    while time.monotonic() < deadline:
+        report = http.get(f"/v1/snapshots/{snapshot_id}").json()
+        if sum((report.get("outcomes") or {}).values()) >= counts:
+            return report
+        time.sleep(0.5)
+    pytest.fail(f"the workers reported {report.get('outcomes')}, not {counts} counts")
 
 
 def post_snapshot(http: httpx.Client, scenario: SnapshotScenario) -> dict[str, Any]:

@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
+from availability import SkuState, apply_events
 from availability.events import Count
+from availability.snapshot_reports import applied_reports, merged
 from availability.snapshots import (
     MAX_LINE_BYTES,
     FileCheck,
@@ -16,8 +18,10 @@ from availability.snapshots import (
     SnapshotError,
     SnapshotFormat,
     SnapshotRow,
+    as_count,
     read_rows,
     row_event_id,
+    zero_count,
 )
 
 NOW_US = int(datetime(2026, 12, 3, 12, tzinfo=UTC).timestamp() * 1_000_000)
@@ -146,3 +150,29 @@ def test_the_fast_path_takes_and_refuses_exactly_what_msgspec_does(
     else:
         assert isinstance(found, Count)
         assert (found.counted, found.occurred_at) == (by_msgspec.counted, by_msgspec.counted_at)
+
+
+def test_a_batch_reports_each_snapshot_s_counts_apart_from_other_events() -> None:
+    row = msgspec.convert(
+        {"sku": "A", "location": "S1", "counted": 3, "counted_at": AT}, SnapshotRow
+    )
+    listed = as_count("erp-1", row)
+    other = as_count("erp-2", msgspec.structs.replace(row, sku="B"))
+    zero = zero_count("erp-1", "C", "S2", listed.occurred_us)
+    unrelated = msgspec.structs.replace(listed, event_id="pos-count", source="pos", sku="D")
+    states: dict[str, SkuState] = {}
+    events = [listed, other, zero, unrelated, listed]
+    result = apply_events(lambda sku: states.setdefault(sku, SkuState(sku=sku)), events, NOW_US)
+
+    reports = {report.snapshot_id: report for report in applied_reports(events, result)}
+
+    assert set(reports) == {"erp-1", "erp-2"}
+    first = reports["erp-1"]
+    assert (first.outcomes, first.zeroed, first.rows) == ({"applied": 2, "duplicate": 1}, 1, 0)
+    assert first.drift is not None
+    assert [(p.location, p.counts, p.drift) for p in first.drift.by_location] == [
+        ("S1", 1, -3),
+        ("S2", 1, 0),
+    ]
+    merged_report = merged([first, reports["erp-2"]])
+    assert merged_report.outcomes == {"applied": 3, "duplicate": 1}
