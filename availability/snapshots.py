@@ -164,12 +164,16 @@ def read_rows(
     Holds one line at a time, however large the file."""
     lines = _lines(chunks)
     rows = _csv_rows(lines) if fmt == "csv" else _ndjson_rows(lines)
+    problems: dict[datetime, str | None] = {}  # by counted_at: a snapshot has few
     for line, row in rows:
         if isinstance(row, RowRefusal):
             yield row
             continue
         event = as_count(snapshot_id, row)
-        problem = clock_error(event, now_us)
+        if row.counted_at in problems:
+            problem = problems[row.counted_at]
+        else:
+            problem = problems[row.counted_at] = clock_error(event, now_us)
         yield RowRefusal(line, "counted_at", problem) if problem else event
 
 
@@ -302,7 +306,8 @@ def _valid_row(cells: list[str], at: list[int], moments: _Moments) -> SnapshotRo
     msgspec.convert from a dict); None for msgspec to decide and explain."""
     if len(cells) <= max(at):
         return None
-    sku, location, counted, counted_at = (cells[i].strip() for i in at)
+    sku, location = cells[at[0]].strip(), cells[at[1]].strip()
+    counted, counted_at = cells[at[2]].strip(), cells[at[3]].strip()
     if not (is_sku(sku) and is_location(location)):
         return None
     if not (counted.isascii() and counted.isdigit() and len(counted) <= 10):

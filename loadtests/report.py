@@ -4,11 +4,12 @@
 
 Writes `<out>/report.md`: the targets judged (loadtests/targets.py), then every figure
 beside its ceiling measured in the same run, as a ratio (the bestseller stream beside the
-uniform one, and the recovery of 1,000,000 positions and 5,000,000 event ids too), and
+uniform one, the recovery of 1,000,000 positions and 5,000,000 event ids, and a
+1,000,000-row ERP snapshot's import beside the event ingest of each mode too), and
 three plots: hold latency against load, stream events/s against workers, and the fan-out's
 convergence after a burst.
 Needs Kafka and Redis on 127.0.0.1 (scripts/services.sh) and wrk (installed with apt when
-missing). About 11 minutes; `--quick` runs smaller workloads (about 6) for a look, not for
+missing). About 15 minutes; `--quick` runs smaller workloads (about 6) for a look, not for
 the record.
 """
 
