@@ -9,7 +9,8 @@ snapshot: it needs a new id.
 Two formats, rows `sku, location, counted, counted_at`:
 - CSV (RFC 4180, UTF-8): a header line naming those four columns, in any order; other
   columns are ignored.
-- NDJSON: one JSON object a line with those four fields; other fields are ignored.
+- NDJSON: one JSON object a line with those four fields; other fields are ignored. Its
+  values are taken as CSV cells are: 2.0 and "2" are the count 2.
 Blank lines are skipped in both. `counted_at` is RFC 3339 with an offset.
 
 Scope `full`: every position at a location the snapshot lists, but that it does not list
@@ -33,7 +34,7 @@ from typing import Final, Literal
 import msgspec
 from msgspec import Struct
 
-from .decoding import decoded
+from .decoding import ANY_JSON, decoded
 from .events import MAX_COUNTED, Count, Counted, Timestamp, clock_error, split_error
 from .ids import DocumentId, LocationId, Sku, is_location, is_sku
 from .state import Position
@@ -231,12 +232,24 @@ def _ndjson_rows(lines: Iterable[str]) -> Iterator[tuple[int, SnapshotRow | RowR
         if not line.strip():
             continue
         try:
-            yield number, decoded(_row_decoder, line)
-        except msgspec.ValidationError as exc:  # a DecodeError too: first
-            field, message = split_error(exc)
-            yield number, RowRefusal(number, field, message)
+            row = decoded(_row_decoder, line)
+        except msgspec.ValidationError:  # a DecodeError too: first
+            yield number, _lax_row(number, line)
         except msgspec.DecodeError as exc:
             yield number, RowRefusal(number, "", f"not JSON: {exc}")
+        else:
+            yield number, row
+
+
+def _lax_row(number: int, line: str) -> SnapshotRow | RowRefusal:
+    """A JSON row taken as a CSV row's cells are: a whole number written as a float (2.0),
+    or a number as a string ("2"), is that number (msgspec's lax conversion), as
+    `POST /v1/events` takes 2.0 too; the refusal, if any, names the field."""
+    try:
+        return msgspec.convert(decoded(ANY_JSON, line), SnapshotRow, strict=False)
+    except msgspec.ValidationError as exc:
+        field, message = split_error(exc)
+        return RowRefusal(number, field, message)
 
 
 def _csv_rows(lines: Iterable[str]) -> Iterator[tuple[int, SnapshotRow | RowRefusal]]:

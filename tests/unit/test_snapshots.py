@@ -89,12 +89,21 @@ def test_ndjson_rows_and_refusals() -> None:
         "[1]\n"
         '{"sku":"A"}\n'
         "{not json\n"
-        f'{{"sku":"B","location":"S1","counted":9,"counted_at":"{AT}"}}'
+        f'{{"sku":"B","location":"S1","counted":9,"counted_at":"{AT}"}}\n'
+        f'{{"sku":"C","location":"S1","counted":4.0,"counted_at":"{AT}"}}\n'
+        f'{{"sku":"D","location":"S1","counted":"5","counted_at":"{AT}"}}\n'
+        f'{{"sku":"E","location":"S1","counted":4.5,"counted_at":"{AT}"}}'
     ).encode()
     found = rows(text, "ndjson")
-    assert [(c.sku, c.counted) for c in found if isinstance(c, Count)] == [("A", 2), ("B", 9)]
+    assert [(c.sku, c.counted) for c in found if isinstance(c, Count)] == [
+        ("A", 2),
+        ("B", 9),
+        ("C", 4),
+        ("D", 5),
+    ]
     refused = {r.line: r for r in found if isinstance(r, RowRefusal)}
-    assert set(refused) == {3, 4, 5}
+    assert set(refused) == {3, 4, 5, 9}
+    assert refused[9].field == "counted"
     assert refused[4].field == "location"
     assert refused[5].message.startswith("not JSON")
 
