@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from availability.published import snapshot_key
+from availability.snapshot_reports import decoded_reports
 from tests.support.events import at, event
 from tests.support.server import ApiServer
 from tests.support.snapshots import (
@@ -156,14 +157,7 @@ def test_an_import_cut_by_a_kill_9_of_the_api_is_finished_by_running_it_again(
 
     cut = import_snapshot(deployment.api.url, path, *in_small_parts)
     assert wait_until(
-        lambda: (
-            deployment.redis.llen(
-                snapshot_key(deployment.stack.names.redis_namespace, scenario.snapshot_id)
-            )
-            > 0
-        ),
-        60,
-        interval_s=0.01,
+        lambda: taken_rows(deployment, scenario.snapshot_id) > 0, 60, interval_s=0.01
     ), "no part of the import was taken within 60 s"
     deployment.api.kill()
     _, err = cut.communicate(timeout=120)
@@ -185,6 +179,14 @@ def test_an_import_cut_by_a_kill_9_of_the_api_is_finished_by_running_it_again(
         # Every row the workers applied once; those sent twice are duplicates.
         outcomes = reported(http, scenario.snapshot_id, counts=stored["accepted"])["outcomes"]
     assert outcomes["applied"] == 20_000
+
+
+def taken_rows(deployment: Deployment, snapshot_id: str) -> int:
+    """The rows the API has reported taken: the list also holds the workers' reports of
+    what they applied, which may come first and take no rows."""
+    key = snapshot_key(deployment.stack.names.redis_namespace, snapshot_id)
+    stored = deployment.redis.lrange(key, 0, -1)
+    return sum(report.accepted for report in decoded_reports(stored))
 
 
 def assert_converges(deployment: Deployment, expected: Figures) -> None:
