@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
 
-.PHONY: help install dev run run-streaming test lint types unit services-start services-stop bench clean
+.PHONY: help install dev run run-streaming test lint types unit services-start services-stop bench chaos clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,9 @@ services-stop: ## stop the Kafka and Redis this project started
 
 bench: dev services-start ## every benchmark figure in one run: bench-results/report.md and plots
 	$(PY) -m loadtests.report
+
+chaos: dev ## the fault suite on a stack of its own: bench-results/chaos.md (FAULTS=1,2,6 SHORT=1)
+	$(PY) -m loadtests.chaos $(if $(FAULTS),--faults $(FAULTS)) $(if $(SHORT),--short)
 
 clean: ## remove caches (keeps .venv, ./var and .services)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist *.egg-info

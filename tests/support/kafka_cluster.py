@@ -20,7 +20,8 @@ from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from .server import REPO_ROOT, free_port, kill, terminate
+from .server import LOOPBACK, REPO_ROOT, free_port, kill, terminate
+from .tcp_proxy import TcpProxy
 
 KAFKA_LIBS: Final = REPO_ROOT / ".services" / "kafka" / "libs"
 LOG4J: Final = REPO_ROOT / "scripts" / "kafka" / "log4j.properties"
@@ -30,9 +31,9 @@ _CONFIG: Final = """\
 process.roles=broker,controller
 node.id={node}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}{proxied}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}{advertised_proxied}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,PROXIED:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 log.dirs={data}
@@ -57,16 +58,34 @@ controlled.shutdown.enable=true
 
 
 class KafkaCluster:
-    def __init__(self, root: Path, brokers: int = 3) -> None:
+    def __init__(self, root: Path, brokers: int = 3, *, proxied: bool = False) -> None:
         self.root = root
         self.brokers = brokers
         self.ports = [free_port() for _ in range(brokers)]
         self.controller_ports = [free_port() for _ in range(brokers)]
+        # With `proxied`: each broker's PROXIED listener, and the proxy port it advertises.
+        self.proxied_ports = [free_port() for _ in range(brokers)] if proxied else []
+        self.proxies = [TcpProxy(free_port(), (LOOPBACK, port)) for port in self.proxied_ports]
         self._processes: list[subprocess.Popen[bytes] | None] = [None] * brokers
 
     @property
     def bootstrap(self) -> str:
         return ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    @property
+    def proxied_bootstrap(self) -> str:
+        """The bootstrap of a client that must reach the cluster through the proxies only."""
+        if not self.proxies:
+            raise RuntimeError("the cluster was made without proxied=True")
+        return ",".join(f"127.0.0.1:{proxy.port}" for proxy in self.proxies)
+
+    def _listeners(self, node: int) -> dict[str, str]:
+        if not self.proxies:
+            return {"proxied": "", "advertised_proxied": ""}
+        return {
+            "proxied": f",PROXIED://127.0.0.1:{self.proxied_ports[node]}",
+            "advertised_proxied": f",PROXIED://127.0.0.1:{self.proxies[node].port}",
+        }
 
     def start(self) -> KafkaCluster:
         if not KAFKA_LIBS.is_dir():
@@ -87,6 +106,7 @@ class KafkaCluster:
                     controller_port=self.controller_ports[node],
                     data=folder / "data",
                     brokers=self.brokers,
+                    **self._listeners(node),
                 )
             )
             config = str(folder / "server.properties")
@@ -103,6 +123,8 @@ class KafkaCluster:
                 check=True,
                 capture_output=True,
             )
+        for proxy in self.proxies:
+            proxy.start()
         for node in range(self.brokers):
             self.start_broker(node)
         self.wait_until_whole()
@@ -129,6 +151,31 @@ class KafkaCluster:
     def stop(self) -> None:
         for node in range(self.brokers):
             self.stop_broker(node, hard=True)
+        for proxy in self.proxies:
+            proxy.stop()
+
+    def cut_proxies(self) -> None:
+        """Clients of `proxied_bootstrap` lose every connection and can make none."""
+        for proxy in self.proxies:
+            proxy.stop()
+
+    def restore_proxies(self) -> None:
+        for proxy in self.proxies:
+            proxy.start()
+
+    async def busiest_leader(self, prefix: str) -> int:
+        """The index of the broker leading the most partitions of the topics named
+        `prefix`..."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+            described = await admin.describe_topics(names)
+            leaders = [p["leader"] for t in described for p in t["partitions"]]
+        finally:
+            await admin.close()
+        node = max(set(leaders), key=leaders.count)
+        return int(node) - 1  # node ids are 1, 2, 3
 
     def wait_until_whole(self) -> None:
         """Every running broker is in the cluster's metadata."""

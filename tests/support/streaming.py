@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rocksdict import AccessType, Options, Rdict
 
 from api.streaming.topics_admin import ensure_topics
-from availability import SkuState, apply_events, decode_event
+from availability import Event, SkuState, apply_events, decode_event
 from availability.events import clock_error
 from availability.layout import CHUNK, HEAD
 from availability.topics import Names
@@ -50,6 +50,9 @@ class Stack:
 
     tag: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}-")
     partitions: int = PARTITIONS
+    # The shared test services by default; a harness with a cluster of its own names it.
+    kafka: str = KAFKA
+    redis_url: str = REDIS_URL
 
     @property
     def names(self) -> Names:
@@ -58,8 +61,8 @@ class Stack:
     @property
     def env(self) -> dict[str, str]:
         return {
-            "AVAIL_KAFKA_BOOTSTRAP": KAFKA,
-            "AVAIL_REDIS_URL": REDIS_URL,
+            "AVAIL_KAFKA_BOOTSTRAP": self.kafka,
+            "AVAIL_REDIS_URL": self.redis_url,
             "AVAIL_TOPIC_PREFIX": self.tag,
             "AVAIL_APP_ID": f"{self.tag}app",
             "AVAIL_PARTITIONS": str(self.partitions),
@@ -114,6 +117,16 @@ class WorkerProcess:
         kill(self._process)
         self._process = None
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "the worker is not running"
+        return self._process.pid
+
+    def resume(self) -> None:
+        """SIGCONT: on with whatever it was doing when it was frozen."""
+        assert self._process is not None, "the worker is not running"
+        self._process.send_signal(signal.SIGCONT)
+
     @contextmanager
     def paused(self) -> Iterator[None]:
         """The worker frozen (SIGSTOP) for a moment, as a stalled process would be: kept
@@ -142,7 +155,7 @@ def run(coro: Any) -> Any:
 
 async def produce(stack: Stack, messages: Iterable[tuple[str, bytes | None, bytes | None]]) -> None:
     """Send (topic, key, value) triples with acks from every in-sync replica."""
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         sends = [await producer.send(topic, value, key=key) for topic, key, value in messages]
@@ -160,11 +173,11 @@ def event_messages(
     ]
 
 
-async def read_topic(topic: str, timeout_s: float = 10.0) -> list[Any]:
+async def read_topic(topic: str, timeout_s: float = 10.0, bootstrap: str = KAFKA) -> list[Any]:
     """Every message of `topic` from its start to its current end, as the workers read it:
     the records of aborted transactions left out."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=KAFKA,
+        bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         group_id=None,
         isolation_level="read_committed",
@@ -201,7 +214,7 @@ async def _behind(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int]
 
 
 async def create_topics(stack: Stack) -> None:
-    await ensure_topics(KAFKA, stack.names, stack.partitions)
+    await ensure_topics(stack.kafka, stack.names, stack.partitions)
 
 
 async def reference_states(stack: Stack) -> dict[str, SkuState]:
@@ -209,15 +222,7 @@ async def reference_states(stack: Stack) -> dict[str, SkuState]:
     now = time.time_ns() // 1000
     events = []
     for topic in stack.names.inventory_topics:
-        for record in await read_topic(topic):
-            if record.value is None:
-                continue  # dead-lettered by the worker too
-            try:
-                event = decode_event(record.value)
-            except msgspec.MsgspecError:
-                continue  # dead-lettered by the worker too
-            if record.key == event.sku.encode() and clock_error(event, now) is None:
-                events.append(event)  # otherwise dead-lettered too
+        events += applicable(await read_topic(topic, bootstrap=stack.kafka), now)
     states: dict[str, SkuState] = {}
     apply_events(
         lambda sku: states.setdefault(sku, SkuState(sku=sku)), events, time.time_ns() // 1000
@@ -225,9 +230,25 @@ async def reference_states(stack: Stack) -> dict[str, SkuState]:
     return states
 
 
+def applicable(records: Iterable[Any], now_us: int) -> list[Event]:
+    """The events of an inventory topic's `records` that a worker applies: the others it
+    dead-letters (no value, not an event, a key that isn't its SKU, a clock it refuses)."""
+    events = []
+    for record in records:
+        if record.value is None:
+            continue
+        try:
+            event = decode_event(record.value)
+        except msgspec.MsgspecError:
+            continue
+        if record.key == event.sku.encode() and clock_error(event, now_us) is None:
+            events.append(event)
+    return events
+
+
 def published_positions(stack: Stack, skus: Iterable[str]) -> dict[str, dict[str, dict[str, Any]]]:
     """SKU -> location -> the position figures the workers published to Redis."""
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(stack.redis_url)
     found: dict[str, dict[str, dict[str, Any]]] = {}
     try:
         for sku in skus:

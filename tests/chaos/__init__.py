@@ -1,0 +1,1 @@
+"""The fault suite's short form (`loadtests/chaos`)."""
