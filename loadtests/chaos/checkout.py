@@ -147,6 +147,12 @@ def _expiry(answer: httpx.Response) -> float:
     return datetime.fromisoformat(answer.json()["expires_at"]).timestamp()
 
 
+@dataclass
+class Outcome:
+    answer: httpx.Response | None  # the last answer; None: only 503s until the budget's end
+    unsure: bool  # an earlier attempt may have been applied (a 503 or no answer)
+
+
 async def _with_retries(
     clients: Sequence[httpx.AsyncClient],
     first: int,
@@ -155,21 +161,22 @@ async def _with_retries(
     body: object,
     answers: HoldAnswers,
     kind: str,
-) -> httpx.Response | None:
+) -> Outcome:
     """The request through API `first`, and after each 503 (or a connection failure)
-    through the next one, until any other answer or the budget's end (None)."""
+    through the next one, until any other answer or the budget's end."""
     deadline = time.monotonic() + RETRY_BUDGET_S
-    api = first
+    api, unsure = first, False
     while True:
         try:
             answer = await clients[api].request(method, path, json=body)
             answers.by_api[api][f"{kind} {answer.status_code}"] += 1
             if answer.status_code != 503:
-                return answer
+                return Outcome(answer, unsure)
         except httpx.HTTPError:
             answers.by_api[api][f"{kind} failed"] += 1
+        unsure = True
         if time.monotonic() > deadline:
-            return None
+            return Outcome(None, unsure)
         api = (api + 1) % len(clients)
         await asyncio.sleep(RETRY_PAUSE_S)
 
@@ -178,7 +185,9 @@ async def live_through(
     hold: Hold, clients: Sequence[httpx.AsyncClient], first: int, answers: HoldAnswers
 ) -> None:
     """Place the hold, then commit or release it as its fate says."""
-    placed = await _with_retries(clients, first, "POST", "/v1/holds", hold.body(), answers, "hold")
+    placed = (
+        await _with_retries(clients, first, "POST", "/v1/holds", hold.body(), answers, "hold")
+    ).answer
     if placed is None or placed.status_code not in (201, 409):
         hold.status = Status.UNDECIDED
         return
@@ -194,13 +203,15 @@ async def live_through(
         done = await _with_retries(
             clients, first, "POST", f"{path}/commit", {"order_id": hold.hold_id}, answers, "commit"
         )
-        settled = Status.COMMITTED
+        settled, unknown = Status.COMMITTED, Status.MAYBE_COMMITTED
     else:
         done = await _with_retries(clients, first, "DELETE", path, None, answers, "release")
-        settled = Status.RELEASED
-    if done is None:
-        hold.status = Status.MAYBE_COMMITTED if hold.fate is Fate.COMMIT else Status.MAYBE_RELEASED
-    elif done.status_code == 200:
+        settled, unknown = Status.RELEASED, Status.MAYBE_RELEASED
+    if done.answer is not None and done.answer.status_code == 200:
         hold.status = settled
-    # A 404: the hold's record is gone (a Redis flush forgets them), the hold is not: it
-    # stays held until its expiry, as the status already says.
+    elif done.answer is None or done.unsure:
+        # No answer; or a 404 after a 503: the attempt that answered 503 may have been
+        # applied, and a Redis flush since then forgot the hold's record.
+        hold.status = unknown
+    # A 404 at the first attempt: the hold's record is gone (a Redis flush forgets them),
+    # the hold is not: it stays held until its expiry, as the status already says.

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from tests.support.streaming import WorkerProcess
+
 from .harness import Harness
 from .profile import Profile
 
@@ -18,11 +20,40 @@ WORKER_DOWN_S: Final = 3.0  # between a worker's kill -9 and its restart
 REDIS_DOWN_S: Final = 3.0
 
 
+WATCHED: Final = ("fenc", "Fenc", "changelog write failed", "stops", "Traceback", "revoked")
+WATCHED_LINES: Final = 6
+
+
 @dataclass
 class FaultRun:
     started: float = 0.0  # monotonic
     ended: float = 0.0
     notes: list[str] = field(default_factory=list)
+    watched: list[tuple[str, WorkerProcess, int]] = field(default_factory=list)
+
+    def watch(self, name: str, worker: WorkerProcess) -> None:
+        """Note what `worker` logs from now on about fencing and stopping."""
+        size = worker.log_path.stat().st_size if worker.log_path.exists() else 0
+        self.watched.append((name, worker, size))
+
+    def watched_lines(self) -> list[str]:
+        found = []
+        for name, worker, offset in self.watched:
+            with worker.log_path.open("rb") as log:
+                log.seek(offset)
+                text = log.read().decode(errors="replace")
+            lines = [
+                line.strip()[:240] for line in text.splitlines() if any(w in line for w in WATCHED)
+            ]
+            found += [f"{name} logged: {line}" for line in lines[:WATCHED_LINES]]
+            if not lines:
+                found.append(f"{name} logged nothing about fencing or stopping")
+        return found
+
+
+def no_fault(h: Harness, profile: Profile, run: FaultRun) -> None:
+    """0. no fault, the same length: the baseline, and the stack's warm-up."""
+    time.sleep(profile.fault_s)
 
 
 def broker_killed(h: Harness, profile: Profile, run: FaultRun) -> None:
@@ -77,6 +108,7 @@ def worker_frozen(h: Harness, profile: Profile, run: FaultRun) -> None:
     to the other, then resumed (SIGCONT). Fencing must keep it from writing them again; a
     fenced worker that stops is restarted by the supervisor."""
     worker = h.workers[1]
+    run.watch("worker 2", worker)
     with worker.paused():
         time.sleep(profile.fault_s)
     run.notes.append(f"worker 2 frozen {profile.fault_s:.0f} s")
@@ -85,6 +117,7 @@ def worker_frozen(h: Harness, profile: Profile, run: FaultRun) -> None:
 Fault = Callable[[Harness, Profile, FaultRun], None]
 
 FAULTS: Final[dict[int, tuple[str, Fault]]] = {
+    0: ("no fault (baseline)", no_fault),
     1: ("kill -9 of the busiest broker, restart", broker_killed),
     2: ("kill -9 of a worker, restart on an empty disk", worker_lost_its_disk),
     3: ("kill -9 of both workers, restart", both_workers_killed),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,6 +57,20 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def code_state() -> str:
+    """The commit the run ran, and the files changed beside it: the working tree is shared,
+    so a run may test code not committed yet."""
+    head = _git("rev-parse", "--short", "HEAD")
+    changed = _git("status", "--porcelain", "--untracked-files=no").splitlines()
+    files = ", ".join(line[3:] for line in changed)
+    return f"commit {head}" + (f", with uncommitted changes to {files}" if files else "")
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
 def markdown(rows: Sequence[Row], profile: Profile, wall_s: float, command: str) -> str:
     notes = [f"- {row.fault.split('.')[0]}: {note}" for row in rows for note in row.notes]
     return "\n".join(
@@ -63,7 +78,7 @@ def markdown(rows: Sequence[Row], profile: Profile, wall_s: float, command: str)
             "# Fault suite (issue 17)",
             "",
             f"`{command}`, profile `{profile.name}`, {time.strftime('%Y-%m-%d %H:%M:%S %Z')},"
-            f" {os.cpu_count()} cores, wall clock {wall_s:.0f} s.",
+            f" {os.cpu_count()} cores, wall clock {wall_s:.0f} s; {code_state()}.",
             "",
             table(rows),
             "",

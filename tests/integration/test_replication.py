@@ -84,7 +84,7 @@ def test_events_holds_and_reads_go_on_with_a_broker_killed(
             assert all(copies == [3] for copies, _ in topics.values()), topics
             assert all(in_sync == "2" for _, in_sync in topics.values()), topics
 
-            cluster.stop_broker(asyncio.run(busiest_leader(cluster, fresh_stack.tag)), hard=True)
+            cluster.stop_broker(asyncio.run(cluster.busiest_leader(fresh_stack.tag)), hard=True)
 
             accepted(http, "/v1/events", [event("sale", sku, "DC1", qty=3) for sku in SKUS])
             hold = accepted(http, "/v1/holds", hold_body(line(SKUS[0], 2)))
@@ -146,16 +146,3 @@ async def describe(cluster: KafkaCluster, prefix: str) -> dict[str, tuple[list[i
         }
     finally:
         await admin.close()
-
-
-async def busiest_leader(cluster: KafkaCluster, prefix: str) -> int:
-    """The index of the broker leading the most partitions of the deployment's topics."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        leaders = [p["leader"] for t in await admin.describe_topics(names) for p in t["partitions"]]
-    finally:
-        await admin.close()
-    node = max(set(leaders), key=leaders.count)
-    return int(node) - 1  # node ids are 1, 2, 3

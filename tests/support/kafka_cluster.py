@@ -164,8 +164,8 @@ class KafkaCluster:
             proxy.start()
 
     async def busiest_leader(self, prefix: str) -> int:
-        """The index of the broker leading the most partitions of the topics named
-        `prefix`..."""
+        """The index of the broker leading the most partitions of the topics whose names
+        start with `prefix`: the one whose loss moves the most leaders."""
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await admin.start()
         try:
