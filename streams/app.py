@@ -8,14 +8,17 @@ its SKUs in the table `sku-state` (RocksDB, with a changelog topic and standby r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Final
 
 import faust
 import redis.asyncio as aioredis
+from faust.types import TP
 from prometheus_client import start_http_server
 
 from availability import Settings
@@ -30,18 +33,13 @@ from availability.topics import STATE_TABLE, Names, min_in_sync, partition_for
 from .changelog import ChangelogFailure, ChangelogWriter
 from .durable import AfterDurable
 from .fanout import FeedPump
+from .fencing import ChangelogProducers, past_last_records
 from .metrics import WorkerMetrics
 from .processor import Processor, Record, RulesHolder
 from .publisher import RedisPublisher
 from .rules_follower import RulesFollower
 from .table import PartitionedTable
-from .transport import (
-    BatchDelivery,
-    RecordBatch,
-    Transport,
-    aiokafka_producer,
-    producer_durable,
-)
+from .transport import BatchDelivery, Fencing, RecordBatch, Transport, producer_durable
 
 log = logging.getLogger("availability.worker")
 
@@ -151,9 +149,14 @@ class Worker:
         store: Any = faust_table.data  # faust's RocksDB store
         self.failed: ChangelogFailure | None = None  # set when a changelog write failed
         self._stopping: asyncio.Task[None] | None = None
+        changelog_topic = faust_table.changelog_topic.get_topic_name()
+        self.kafka_options = dict(kafka_options or {})
+        self.producers = ChangelogProducers(
+            settings.kafka_bootstrap, changelog_topic, CHANGELOG_BATCH_BYTES, self.kafka_options
+        )
         self.changelog = ChangelogWriter(
-            faust_table.changelog_topic.get_topic_name(),
-            lambda: aiokafka_producer(self.app),
+            changelog_topic,
+            self.producers.__getitem__,
             store.set_persisted_offset,
             CHANGELOG_BATCH_BYTES,
             self.changelog_failed,
@@ -216,6 +219,12 @@ class Worker:
             ready=self.ready_for_more,
             durable=self.durable,
         )
+        self.transport.fencing = Fencing(
+            assigned=self.partitions_assigned,
+            revoked=self.partitions_revoked,
+            past_last_records=self.past_last_records,
+        )
+        app.on_before_shutdown.connect(self.close_producers)
 
         @app.task  # type: ignore[untyped-decorator]  # mode's decorators are untyped
         async def quiet_logging() -> None:
@@ -266,6 +275,32 @@ class Worker:
         ChangelogFailure once a changelog write failed: no commit or publish goes past it."""
         await self.changelog.acknowledged()
         await producer_durable(self.app)
+
+    async def partitions_assigned(self, assigned: AbstractSet[TP]) -> None:
+        """Start the changelog producers of the partitions this worker now owns, before
+        faust recovers them: whoever wrote them before is fenced (streams/fencing.py)."""
+        owned = {tp.partition for tp in assigned if tp.topic in self.source.topics}
+        await self.producers.release(self.producers.owned() - owned)
+        await self.producers.claim(owned)
+
+    async def partitions_revoked(self, revoked: AbstractSet[TP]) -> None:
+        """Commit what the revoked partitions' changelogs still wait for: their next owner's
+        producers would abort it."""
+        gone = {tp.partition for tp in revoked if tp.topic in self.source.topics}
+        # A failure was said already: the worker stops (changelog_failed) and recovers.
+        with contextlib.suppress(ChangelogFailure):
+            await self.changelog.acknowledged(gone & self.producers.owned())
+
+    async def past_last_records(self, ends: Mapping[TP, int]) -> Mapping[TP, int]:
+        found = await past_last_records(self.settings.kafka_bootstrap, ends, self.kafka_options)
+        return {TP(tp.topic, tp.partition): offset for tp, offset in found.items()}
+
+    async def close_producers(self, _: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """On faust's way out: the last transactions committed, then the producers stopped
+        (one left open would hold the changelog's readers back until it timed out)."""
+        with contextlib.suppress(ChangelogFailure):  # said already, and in the exit code
+            await self.changelog.acknowledged()
+        await self.producers.close()
 
     def changelog_failed(self, failure: ChangelogFailure) -> None:
         """The local table is ahead of the changelog now: stop, so that a restart drops it

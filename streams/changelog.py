@@ -4,7 +4,7 @@ faust produces a changelog record per table write: a future, its producer buffer
 aiokafka `send` and one RocksDB offset write per record. At a few thousand writes a second
 that was a third of a worker's time. Here the writes of a round go to each partition's
 changelog as aiokafka record batches, and the persisted offset (what faust's recovery
-starts from) is written once per batch, when Kafka acknowledges it, as faust does per
+starts from) is written once per transaction, when Kafka commits it, as faust does per
 record. The records and the topic are faust's own: its recovery and standbys read them.
 
 A SKU's records of one write (its head and changed chunks) are a group, and a group never
@@ -12,22 +12,27 @@ spans two record batches: the broker appends a record batch whole or not at all,
 changelog never holds a head without the chunks it was written with, whatever the moment
 a worker dies.
 
-A record batch Kafka does not take (a broker gone past the producer's retries, a record
-refused) is a `ChangelogFailure`: every later wait for the changelog raises it, so no
-offset is committed past it and nothing after it is published, and the worker stops
-(`Worker.changelog_failed`): its local table is ahead of the changelog, and a restart
-recovers from the changelog and reapplies what was not committed.
+Each partition's records of a round go out in one Kafka transaction of that partition's
+own producer (streams/fencing.py): a worker that lost the partition meanwhile is fenced,
+and readers of committed records never see its writes. A partition's next transaction
+starts once its last one is committed; the records added meanwhile wait, and go together.
+
+A transaction Kafka does not commit (a broker gone past the producer's retries, a record
+refused, the producer fenced) is a `ChangelogFailure`: every later wait for the changelog
+raises it, so no offset is committed past it and nothing after it is published, and the
+worker stops (`Worker.changelog_failed`): its local table is ahead of the changelog, and a
+restart recovers from the changelog and reapplies what was not committed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from functools import partial
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import ProducerFenced
 from faust.types import TP
 
 from availability.layout import Record
@@ -69,19 +74,22 @@ class ChangelogWriter:
     def __init__(
         self,
         topic: str,
-        producer: Callable[[], AIOKafkaProducer],
+        producer: Callable[[int], AIOKafkaProducer],
         persisted: Callable[[TP, int], None],
         max_batch_bytes: int,
         on_failure: Callable[[ChangelogFailure], None] = lambda failure: None,
     ) -> None:
         self._topic = topic
-        self._producer = producer  # faust's own aiokafka producer, once started
+        self._producer = producer  # a partition's transactional producer (streams/fencing.py)
         self._persisted = persisted  # faust's store: the last offset a partition holds
         self._max_batch_bytes = max_batch_bytes
         self._on_failure = on_failure
         self._waiting: dict[int, list[Sequence[Record]]] = defaultdict(list)
-        self._count = 0
-        self._in_flight: deque[tuple[asyncio.Future[Any], TP, int]] = deque()
+        self._count = 0  # records waiting
+        # Per partition: how many `add` calls it had, and how many of those are committed.
+        self._added: dict[int, int] = defaultdict(int)
+        self._durable: dict[int, int] = defaultdict(int)
+        self._committing: dict[int, asyncio.Task[None]] = {}  # a partition's open transaction
         self.failure: ChangelogFailure | None = None
         self._wake = asyncio.Event()
         self._sending = asyncio.Lock()  # one sender at a time keeps each partition in order
@@ -90,73 +98,86 @@ class ChangelogWriter:
         """Groups of records of `partition`, in order."""
         self._waiting[partition] += groups
         self._count += sum(len(group) for group in groups)
+        self._added[partition] += 1
         self._wake.set()
 
     async def run(self) -> None:
-        """Produce what was added, as soon as it was: the worker goes on meanwhile."""
+        """Produce what was added, as soon as it can be: the worker goes on meanwhile."""
         while True:
             await self._wake.wait()
             self._wake.clear()
             await self._send_waiting()
-            self._settle()
 
     async def ebb(self) -> None:
         """Wait while too many records wait to be produced."""
         while self._count > MAX_WAITING:
-            await self._send_waiting()
+            await self._progress()
 
-    async def acknowledged(self) -> None:
-        """Every record added so far is acknowledged by Kafka; raises ChangelogFailure if
-        any record batch was not. Batches sent meanwhile are not waited for: under a
-        steady stream there always are some, and the wait would never end."""
+    async def acknowledged(self, partitions: Iterable[int] | None = None) -> None:
+        """Every record added so far (of `partitions`, or of all) is committed to Kafka;
+        raises ChangelogFailure if a transaction was not. Records added meanwhile are not
+        waited for: under a steady stream there always are some, and the wait would never
+        end."""
+        chosen = list(self._added) if partitions is None else partitions
+        target = {p: self._added[p] for p in chosen if self._added[p] > self._durable[p]}
+        while any(self._durable[p] < added for p, added in target.items()):
+            await self._progress()
+        self._raise_if_failed()
+
+    async def _progress(self) -> None:
+        """Send what can be sent, then wait for a transaction to end if one is open."""
         await self._send_waiting()
-        sent = [delivered for delivered, _, _ in self._in_flight]
-        if sent:
-            await asyncio.wait(sent)
-        self._settle()
+        open_ones = [task for task in self._committing.values() if not task.done()]
+        if open_ones:
+            await asyncio.wait(open_ones, return_when=asyncio.FIRST_COMPLETED)
+        self._raise_if_failed()
 
     async def _send_waiting(self) -> None:
         async with self._sending:
             self._raise_if_failed()
-            waiting, self._waiting, self._count = self._waiting, defaultdict(list), 0
-            if not waiting:
-                return
-            producer = self._producer()
-            try:
-                for partition, groups in waiting.items():
-                    tp = TP(self._topic, partition)
-                    for batch in record_batches(producer, groups, self._max_batch_bytes):
-                        last = batch.record_count() - 1
-                        delivered = await producer.send_batch(
-                            batch, self._topic, partition=partition
-                        )
-                        # Booked the moment Kafka acknowledges it, as faust books its own
-                        # writes: a recovery at the next rebalance starts right after it,
-                        # and never replays older records over this worker's newer ones.
-                        delivered.add_done_callback(partial(self._book, tp, last))
-                        self._in_flight.append((delivered, tp, last))
-            except ChangelogFailure as failure:
-                self._fail(failure)
-            except Exception as exc:
-                self._fail(ChangelogFailure(f"could not hand a record batch to Kafka: {exc!r}"))
+            for partition in [p for p in self._waiting if p not in self._committing]:
+                groups = self._waiting.pop(partition)
+                self._count -= sum(len(group) for group in groups)
+                upto = self._added[partition]
+                try:
+                    producer = self._producer(partition)
+                    batches = list(record_batches(producer, groups, self._max_batch_bytes))
+                    await producer.begin_transaction()
+                    for batch in batches:
+                        last = await producer.send_batch(batch, self._topic, partition=partition)
+                except Exception as exc:
+                    self._fail(_failure(partition, "could not hand records to Kafka", exc))
+                    break
+                self._committing[partition] = asyncio.ensure_future(
+                    self._commit(producer, partition, upto, last, batches[-1].record_count() - 1)
+                )
             self._raise_if_failed()
 
-    def _book(self, tp: TP, last: int, delivered: asyncio.Future[Any]) -> None:
-        if delivered.cancelled() or delivered.exception() is not None:
-            reason = "cancelled" if delivered.cancelled() else repr(delivered.exception())
-            self._fail(ChangelogFailure(f"Kafka did not take a record batch for {tp}: {reason}"))
-        elif self.failure is None:
-            self._persisted(tp, delivered.result().offset + last)
-
-    def _settle(self) -> None:
-        """Forget the batches at the front of those in flight that are acknowledged (each
-        booked itself); raise once one failed."""
-        while self._in_flight and self._in_flight[0][0].done():
-            delivered, tp, last = self._in_flight.popleft()
-            if delivered.cancelled() or delivered.exception() is not None:
-                self._book(tp, last, delivered)  # its callback may not have run yet
-                break
-        self._raise_if_failed()
+    async def _commit(
+        self,
+        producer: AIOKafkaProducer,
+        partition: int,
+        upto: int,
+        last: asyncio.Future[Any],
+        index: int,
+    ) -> None:
+        """Commit the partition's open transaction, then book its last record's offset."""
+        try:
+            await producer.commit_transaction()
+            offset = (await last).offset + index
+        except Exception as exc:
+            self._fail(_failure(partition, "Kafka did not commit a transaction", exc))
+            return
+        finally:
+            del self._committing[partition]
+            if self._waiting:
+                self._wake.set()
+        if self.failure is None:
+            # Booked the moment Kafka commits it, as faust books its own writes: a
+            # recovery at the next rebalance starts right after it, and never replays
+            # older records over this worker's newer ones.
+            self._persisted(TP(self._topic, partition), offset)
+            self._durable[partition] = upto
 
     def _fail(self, failure: ChangelogFailure) -> None:
         if self.failure is None:
@@ -166,3 +187,13 @@ class ChangelogWriter:
     def _raise_if_failed(self) -> None:
         if self.failure is not None:
             raise self.failure
+
+
+def _failure(partition: int, what: str, exc: BaseException) -> ChangelogFailure:
+    if isinstance(exc, ProducerFenced):
+        return ChangelogFailure(
+            f"changelog partition {partition} is another worker's now: this one was out of "
+            "the group (paused or cut off past its session timeout), and Kafka refuses its "
+            "writes"
+        )
+    return ChangelogFailure(f"{what} for changelog partition {partition}: {exc!r}")

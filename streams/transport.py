@@ -39,21 +39,46 @@ without ever having them applied, and records delivered to the worker in batches
    just started reading from its beginning skipped those records for good. Taking the
    partition over later, the worker found SKU heads without the chunks written before
    them, and counted documents again.
+
+5. The changelog is written in Kafka transactions, each partition's by a producer the
+   worker starts when the partition is assigned, before faust recovers it
+   (streams/fencing.py); what was added is committed before a partition is revoked. And
+   faust's recovery waits for the offset before the end of each changelog partition,
+   which is a transaction marker's, never delivered: it is told where the last record is.
+
+6. A transactional producer whose coordinator's broker is gone finds the new coordinator.
+   aiokafka 0.12 forgets a coordinator when it answers "not the coordinator", but a
+   request it cannot send at all (the broker was killed) it retries against the same
+   node, every 100 ms, until that broker comes back: with one broker of three down, a
+   worker's changelog transactions stalled for good. Here a request that cannot be sent
+   to a coordinator makes the producer look its coordinator up again. And that lookup
+   asks a broker picked at random, the dead one too, and fails the producer for good
+   when it cannot reach it: it is tried again, for up to COORDINATOR_LOOKUP_S.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence, Set
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from aiokafka import ConsumerRecord
+from aiokafka.client import ConnectionGroup, CoordinationType
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaError,
+    TransactionalIdAuthorizationFailed,
+)
+from aiokafka.producer import sender as aiokafka_sender
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, AppT, Message
 from faust.types.tuples import ack_lock
 from mode import ServiceT
+
+log = logging.getLogger("availability.worker")
 
 RecordBatch = Mapping[TP, Sequence[ConsumerRecord[bytes, bytes]]]
 
@@ -68,10 +93,58 @@ def partition_database(store: Any, partition: int) -> Any:
     return store._db_for_partition(partition)
 
 
-def aiokafka_producer(app: AppT) -> Any:
-    """faust's own aiokafka producer, once started: the changelog writer sends record
-    batches with it (streams/changelog.py)."""
-    return cast(Any, app.producer)._ensure_producer()
+async def send_or_forget_the_coordinator(handler: Any, node_id: int) -> bool:
+    """aiokafka's `BaseHandler.do`, but a request to a coordinator that cannot be sent
+    drops the coordinator, so that the next try looks it up (see 6. above)."""
+    request = handler.create_request()
+    try:
+        response = await handler._sender.client.send(node_id, request, group=handler.group)
+    except KafkaError as exc:
+        log.warning("could not send %s to node %s: %r", type(request).__name__, node_id, exc)
+        if handler.group == ConnectionGroup.COORDINATION or isinstance(
+            handler, aiokafka_sender.InitPIDHandler
+        ):
+            handler._sender._coordinator_dead(CoordinationType.TRANSACTION)
+            handler._sender._coordinator_dead(CoordinationType.GROUP)
+        await asyncio.sleep(handler._default_backoff)
+        return False
+    backoff = handler.handle_response(response)
+    if backoff is not None:
+        await asyncio.sleep(backoff)
+        return False
+    return True
+
+
+setattr(aiokafka_sender.BaseHandler, "do", send_or_forget_the_coordinator)  # noqa: B010
+
+_find_coordinator = aiokafka_sender.Sender._find_coordinator
+# How long a producer looks for its coordinator through unreachable brokers: longer than
+# the cluster takes to move a dead broker's coordinators (its session timeout, 9 s).
+COORDINATOR_LOOKUP_S: Final = 60.0
+
+
+async def find_coordinator_through_unreachable_brokers(
+    sender: Any, coordinator_type: int, coordinator_key: str
+) -> int:
+    """aiokafka's lookup, tried again while the broker it asked cannot be reached (see 6.)."""
+    deadline = asyncio.get_running_loop().time() + COORDINATOR_LOOKUP_S
+    while True:
+        try:
+            found: int = await _find_coordinator(sender, coordinator_type, coordinator_key)
+            return found
+        except (TransactionalIdAuthorizationFailed, GroupAuthorizationFailedError):
+            raise
+        except KafkaError as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("coordinator lookup failed, asking again: %r", exc)
+            await sender.client.force_metadata_update()
+            await asyncio.sleep(sender._retry_backoff)
+
+
+setattr(  # noqa: B010
+    aiokafka_sender.Sender, "_find_coordinator", find_coordinator_through_unreachable_brokers
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +162,16 @@ class BatchDelivery:
     max_records: int
     ready: Callable[[], Awaitable[object]]
     durable: Callable[[], Awaitable[None]]  # what a commit waits for (see 3. above)
+
+
+@dataclass(frozen=True)
+class Fencing:
+    """The worker's side of a rebalance, for the changelog's transactions (see 5. above)."""
+
+    assigned: Callable[[Set[TP]], Awaitable[None]]  # before faust's own steps
+    revoked: Callable[[Set[TP]], Awaitable[None]]  # before faust's own steps
+    # The offsets right after the last committed records, given the end offsets.
+    past_last_records: Callable[[Mapping[TP, int]], Awaitable[Mapping[TP, int]]]
 
 
 async def producer_durable(app: AppT) -> None:
@@ -175,6 +258,31 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         await self._batches().durable()
         committed: bool = await super()._commit_offsets(offsets, start_new_transaction)
         return committed
+
+    async def on_partitions_assigned(self, assigned: Set[TP], generation_id: int = 0) -> None:
+        try:
+            await self._fencing().assigned(assigned)
+        except Exception as exc:
+            await self.app.crash(exc)  # aiokafka would only log it, and go on unfenced
+            return
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def on_partitions_revoked(self, revoked: Set[TP]) -> None:
+        await self._fencing().revoked(revoked)
+        await super().on_partitions_revoked(revoked)
+
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        ends = dict(await super().highwaters(*partitions))
+        changelogs = self.app.tables.changelog_topics
+        tail = {tp: end for tp, end in ends.items() if tp.topic in changelogs}
+        if tail:
+            ends.update(await self._fencing().past_last_records(tail))
+        return ends
+
+    def _fencing(self) -> Fencing:
+        fencing = cast(Transport, self.transport).fencing
+        assert fencing is not None, "the worker sets its fencing before the app starts"
+        return fencing
 
     async def perform_seek(self) -> None:
         self._seeks_begun += 1
@@ -375,3 +483,4 @@ class RewindingConsumer(faust_aiokafka.Consumer):
 class Transport(faust_aiokafka.Transport):
     Consumer = RewindingConsumer
     batches: BatchDelivery | None = None  # set by the worker before the app starts
+    fencing: Fencing | None = None  # likewise

@@ -194,8 +194,10 @@ def test_a_changelog_write_kafka_refuses_stops_the_worker_and_loses_nothing(
     changelog = state_changelog_topic(stack.env["AVAIL_APP_ID"])
     kept_configs = run(topic_configs(changelog))
 
-    # The broker now refuses every changelog record batch: too large for the topic.
-    run(alter_topic(changelog, kept_configs | {"max.message.bytes": "64"}))
+    # The broker now refuses every changelog record batch: too large for the topic. A
+    # transaction's marker (about 80 bytes) still fits: without it, the refused write's
+    # transaction could never be aborted, and the restarted worker would wait for it.
+    run(alter_topic(changelog, kept_configs | {"max.message.bytes": "128"}))
     assert run(refused_by_broker(changelog)), "the broker never applied max.message.bytes"
     after = event_mix(300, skus=20, seed=12, start_serial=10_000)
     run(produce(stack, event_messages(stack, after)))

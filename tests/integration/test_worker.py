@@ -19,6 +19,7 @@ import redis
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from availability.published import ready_key
 from availability.topics import STATE_TABLE, state_changelog_topic
 from tests.support.streaming import (
     KAFKA,
@@ -245,6 +246,52 @@ def test_a_second_worker_takes_partitions_and_then_takes_over_from_the_changelog
     assert second.stop() == 0
     changelog = run(read_topic(state_changelog_topic(stack.env["AVAIL_APP_ID"])))
     assert local_table_image(second.data_dir, STATE_TABLE) == changelog_image(changelog)
+
+
+def test_a_worker_frozen_past_its_session_is_fenced_and_never_writes_the_partitions_it_lost(
+    stack: Stack, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    """A worker frozen in the middle of a changelog write, records sent and not committed,
+    past its session timeout: its partitions move to the other worker. Resumed, it must
+    not write them any more. Its transaction was aborted when the new owner started the
+    partition's producer, and its commit is refused: it stops, publishing nothing of it,
+    and the changelog holds exactly what the new owner's table holds."""
+    trigger = tmp_path / "freeze-now"
+    zombie = WorkerProcess(
+        stack, tmp_path / "w1", env=with_faults(FAULT_FREEZE_BEFORE_COMMIT=str(trigger))
+    ).start()
+    survivor = WorkerProcess(stack, tmp_path / "w2").start()
+    workers += [zombie, survivor]
+    for worker in workers:
+        assert wait_until(lambda w=worker: "republished to redis" in w.log_tail(200_000), 90), (
+            worker.log_tail()
+        )
+    with Feeder(stack, batches=14, size=400, pause_s=0.5) as feeder:
+        feeder.wait_for(2)
+        trigger.touch()
+        assert wait_until(lambda: not trigger.exists(), 30), "the worker never froze"
+        zombie_id = f"-{zombie.pid}-"
+
+        def survivor_owns_all() -> bool:
+            owners = redis.Redis.from_url(REDIS_URL).hgetall(ready_key(stack.names.redis_namespace))
+            return len(owners) == stack.partitions and not any(
+                zombie_id in owner.decode() for owner in owners.values()
+            )
+
+        assert wait_until(survivor_owns_all, 90), survivor.log_tail()
+        feeder.wait_for(8)  # the survivor writes the partitions it took over
+        zombie.resume()
+        assert wait_until(lambda: not zombie.running, 60), zombie.log_tail()
+    said = zombie.log_tail(200_000)
+    assert "fault injected: frozen before a changelog commit" in said
+    assert "is another worker's now" in said, said
+    assert zombie.stop() != 0
+
+    assert_converges(stack, feeder.skus, [survivor])
+    assert LOST_WRITES not in survivor.log_tail(1_000_000)
+    assert survivor.stop() == 0
+    changelog = run(read_topic(state_changelog_topic(stack.env["AVAIL_APP_ID"])))
+    assert local_table_image(survivor.data_dir, STATE_TABLE) == changelog_image(changelog)
 
 
 def test_a_replication_factor_the_cluster_cannot_hold_stops_the_worker_at_start(

@@ -97,6 +97,7 @@ THIRD_PARTY_SOURCES: Final = (
     "faust.stores.rocksdb",
     "aiokafka.consumer.consumer",
     "aiokafka.producer.producer",
+    "aiokafka.producer.sender",
     "mode.services",
 )
 

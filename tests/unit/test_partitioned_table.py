@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
 from rocksdict import Options, Rdict
@@ -47,7 +47,7 @@ class FaustTable:
         self.data = store
 
 
-def no_producer() -> Any:
+def no_producer(partition: int) -> Any:
     raise AssertionError("nothing is produced in these tests")
 
 
@@ -121,17 +121,27 @@ def test_another_partition_does_not_see_the_batch(store: RocksStore) -> None:
 
 
 class BatchProducer:
-    """aiokafka's record batches, and what was sent, with each send's acknowledgement."""
+    """aiokafka's record batches in transactions, and what was sent and committed."""
 
-    def __init__(self, max_bytes: int, fail: bool = False) -> None:
+    def __init__(self, max_bytes: int, fail: bool = False, fenced: bool = False) -> None:
         self.max_bytes = max_bytes
         self.fail = fail
+        self.fenced = fenced
         self.sent: list[list[tuple[bytes, bytes | None]]] = []
+        self.committed: list[int] = []  # how many batches were sent when each commit ended
+        self.in_transaction = False
+        self.commit_gate = asyncio.Event()
+        self.commit_gate.set()
 
     def create_batch(self) -> BatchBuilder:
-        return BatchBuilder(2, self.max_bytes, 0, is_transactional=False)
+        return BatchBuilder(2, self.max_bytes, 0, is_transactional=True)
+
+    async def begin_transaction(self) -> None:
+        assert not self.in_transaction, "a transaction began before the last one ended"
+        self.in_transaction = True
 
     async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> Any:
+        assert self.in_transaction, "a batch sent outside a transaction"
         records = DefaultRecordBatch(bytearray(batch._build()))
         self.sent.append([(bytes(r.key), r.value and bytes(r.value)) for r in records])
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -140,6 +150,15 @@ class BatchProducer:
         else:
             done.set_result(SimpleNamespace(offset=len(self.sent) * 100))
         return done
+
+    async def commit_transaction(self) -> None:
+        await self.commit_gate.wait()
+        self.in_transaction = False
+        if self.fenced:
+            raise ProducerFenced()
+        if self.fail:
+            raise KafkaError("MessageSizeTooLargeError")
+        self.committed.append(len(self.sent))
 
 
 def group(name: bytes, records: int, value_bytes: int) -> list[tuple[bytes, bytes | None]]:
@@ -171,14 +190,14 @@ async def test_a_record_batch_kafka_refuses_fails_every_later_wait_and_books_not
     booked: list[int] = []
     changelog = ChangelogWriter(
         "t-changelog",
-        lambda: producer,
+        lambda partition: producer,
         lambda tp, offset: booked.append(offset),
         4096,
         failures.append,
     )
     changelog.add(0, [group(b"a", 2, 10)])
 
-    with pytest.raises(ChangelogFailure, match="did not take"):
+    with pytest.raises(ChangelogFailure, match="did not commit"):
         await changelog.acknowledged()
     changelog.add(0, [group(b"b", 1, 10)])
     with pytest.raises(ChangelogFailure):
@@ -189,12 +208,12 @@ async def test_a_record_batch_kafka_refuses_fails_every_later_wait_and_books_not
     assert len(producer.sent) == 1  # nothing more is produced after the failure
 
 
-async def test_acknowledged_batches_book_their_last_offsets_in_order() -> None:
-    producer = BatchProducer(max_bytes=4096)
+async def test_committed_transactions_book_their_last_offsets() -> None:
+    producers = {0: BatchProducer(max_bytes=4096), 1: BatchProducer(max_bytes=4096)}
     booked: list[tuple[int, int]] = []
     changelog = ChangelogWriter(
         "t-changelog",
-        lambda: producer,
+        producers.__getitem__,
         lambda tp, offset: booked.append((tp.partition, offset)),
         4096,
     )
@@ -203,4 +222,55 @@ async def test_acknowledged_batches_book_their_last_offsets_in_order() -> None:
 
     await changelog.acknowledged()
 
-    assert booked == [(0, 101), (1, 202)]  # base offset + the batch's last record
+    # Base offset + the batch's last record, once each partition's transaction committed.
+    assert sorted(booked) == [(0, 101), (1, 102)]
+    assert [p.committed for p in producers.values()] == [[1], [1]]
+
+
+async def test_a_fenced_producer_fails_the_write_and_says_another_worker_owns_the_partition() -> (
+    None
+):
+    producer = BatchProducer(max_bytes=4096, fenced=True)
+    failures: list[ChangelogFailure] = []
+    booked: list[int] = []
+    changelog = ChangelogWriter(
+        "t-changelog",
+        lambda partition: producer,
+        lambda tp, offset: booked.append(offset),
+        4096,
+        failures.append,
+    )
+    changelog.add(3, [group(b"a", 2, 10)])
+
+    with pytest.raises(ChangelogFailure, match="partition 3 is another worker's now"):
+        await changelog.acknowledged()
+    assert len(failures) == 1
+    assert booked == []  # the aborted transaction's records are never recovered from
+
+
+async def test_a_partition_waits_for_its_last_commit_and_then_sends_what_came_meanwhile() -> None:
+    producers = {0: BatchProducer(max_bytes=4096), 1: BatchProducer(max_bytes=4096)}
+    booked: list[tuple[int, int]] = []
+    changelog = ChangelogWriter(
+        "t-changelog",
+        producers.__getitem__,
+        lambda tp, offset: booked.append((tp.partition, offset)),
+        4096,
+    )
+    producers[0].commit_gate.clear()  # partition 0's first commit is slow
+    changelog.add(0, [group(b"a", 1, 10)])
+    changelog.add(1, [group(b"b", 1, 10)])
+    await asyncio.wait_for(changelog.acknowledged([1]), 1)
+    changelog.add(0, [group(b"c", 1, 10)])
+    changelog.add(1, [group(b"d", 1, 10)])
+    await asyncio.wait_for(changelog.acknowledged([1]), 1)
+
+    # Partition 1 goes on; partition 0's second write waits for its first commit.
+    assert [len(p.sent) for p in producers.values()] == [1, 2]
+    assert booked == [(1, 100), (1, 200)]
+
+    producers[0].commit_gate.set()
+    await asyncio.wait_for(changelog.acknowledged(), 1)
+    assert producers[0].sent == [group(b"a", 1, 10), group(b"c", 1, 10)]
+    assert producers[0].committed == [1, 2]  # one transaction each, in order
+    assert sorted(booked) == [(0, 100), (0, 200), (1, 100), (1, 200)]
