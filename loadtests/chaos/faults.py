@@ -48,6 +48,8 @@ class FaultRun:
             found += [f"{name} logged: {line}" for line in lines[:WATCHED_LINES]]
             if not lines:
                 found.append(f"{name} logged nothing about fencing or stopping")
+            state = "running" if worker.running else "not running (the supervisor restarts it)"
+            found.append(f"{name} is {state} at the check")
         return found
 
 
