@@ -30,6 +30,7 @@ from .errors import refusal_response
 from .routes.reads import (
     AVAILABILITY_PATH,
     BATCH_PATH,
+    BREAKDOWN_PARAMETERS,
     READ_SCOPE,
     availability_answer,
     batch_answer,
@@ -77,8 +78,10 @@ class FastReads:
             # As Starlette reads a query: blanks kept, the last of a repeated name wins.
             query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
             channel = query.get("channel")
-            if channel is None:
-                return None  # FastAPI's own 422 names the missing parameter
+            if channel is None or not BREAKDOWN_PARAMETERS.isdisjoint(query):
+                # FastAPI's own 422 names the missing parameter, and it checks the types
+                # and bounds of a breakdown's.
+                return None
             return await availability_answer(read, sku, channel, query.get("location"))
         except Exception as exc:
             response = refusal_response(exc)

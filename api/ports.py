@@ -14,6 +14,7 @@ from availability.batch import BatchResult
 from availability.feeds import FeedPage, SnapshotPage
 from availability.holds import HoldRecord, HoldRequest
 from availability.snapshot_reports import SnapshotReport
+from availability.views import LocationsAsk
 
 # An answer as a value, or as the same JSON already encoded: the streaming mode's Redis holds
 # ready answers, and sending their bytes as they are saves a decode and an encode per read.
@@ -23,13 +24,18 @@ PositionsAnswer: TypeAlias = Positions | Raw
 
 class ReadModel(Protocol):
     async def availability(
-        self, sku: str, channel: str, location: str | None
+        self, sku: str, channel: str, location: str | None, ask: LocationsAsk | None = None
     ) -> AvailabilityAnswer: ...
 
     async def availability_batch(
-        self, skus: Sequence[str], channel: str, location: str | None
+        self,
+        skus: Sequence[str],
+        channel: str,
+        location: str | None,
+        ask: LocationsAsk | None = None,
     ) -> Sequence[AvailabilityAnswer]:
-        """One answer per SKU, in the order asked."""
+        """One answer per SKU, in the order asked; with `ask` (and no location), each with
+        that page of its breakdown (`views.with_locations`)."""
         ...
 
     async def positions(self, sku: str) -> PositionsAnswer: ...

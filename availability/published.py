@@ -5,7 +5,9 @@ read is one round trip and no re-encoding:
 
     {ns}:{SKU}   v  version          u  updated_at (RFC 3339, or empty)
                  p  the positions answer (JSON)
-                 c:<channel>               the channel answer (JSON)
+                 c:<channel>               the channel answer (JSON), no breakdown
+                 l:<channel>               its eligible locations with their sellable
+                                           (a JSON array, by location id), paged from
                  c:<channel>:<location>    the answer asked with an eligible location
     {ns}:ready   <partition> -> the worker instance that last published it whole
 
@@ -75,6 +77,10 @@ def answer_field(channel: str, location: str | None = None) -> str:
     return f"c:{channel}" if location is None else f"c:{channel}:{location}"
 
 
+def locations_field(channel: str) -> str:
+    return f"l:{channel}"
+
+
 Quantities = dict[str, int]  # channel -> the SKU's quantity on it: what the feeds carry
 
 
@@ -108,17 +114,18 @@ def render(state: SkuFigures, rules: CompiledRules) -> Rendered:
         eligible = [entry for entry, kind in located if channel.is_eligible(entry.location, kind)]
         pool = max(0, sum(e.sellable for e in eligible) - unlocated_held)
         quantities[name] = channel_quantity(channel, pool)
-        answer = Availability(state.sku, name, quantities[name], eligible, state.version, updated)
+        answer = Availability(state.sku, name, quantities[name], state.version, updated)
         fields[answer_field(name)] = _encoder.encode(answer).decode()
+        fields[locations_field(name)] = _encoder.encode(eligible).decode()
         for entry in eligible:
             at_location = Availability(
                 sku=state.sku,
                 channel=name,
                 sellable=channel_quantity(channel, location_pool(entry.sellable, pool)),
-                locations=[entry],
                 version=state.version,
                 updated_at=updated,
                 location=entry.location,
+                locations=[entry],
             )
             fields[answer_field(name, entry.location)] = _encoder.encode(at_location).decode()
     return Rendered(fields, quantities)
@@ -133,10 +140,10 @@ def unlisted_location_answer(
         sku=sku,
         channel=channel,
         sellable=0,
-        locations=[],
         version=version,
         updated_at=updated_at,
         location=location,
+        locations=[],
     )
 
 
@@ -145,10 +152,10 @@ def never_seen_answer(sku: str, channel: str, location: str | None) -> Availabil
         sku=sku,
         channel=channel,
         sellable=0,
-        locations=[],
         version=0,
         updated_at=None,
         location=location,
+        locations=None if location is None else [],
     )
 
 

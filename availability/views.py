@@ -3,11 +3,19 @@ channel's quantity for a SKU, computed from a SkuState and the rules.
 
 sellable = max(0, on_hand - reserved - safety_stock); a channel's quantity is its pool of
 eligible sellable units, then share (exact), cap, buffer and zero_below.
+
+A channel answer is bounded: its quantity and version, and the per-location breakdown only
+when asked for (`LocationsAsk`), a page of at most `MAX_LOCATIONS_PAGE` locations in
+location id order, with the id to ask `after` for the next page.
 """
 
 from __future__ import annotations
 
-from msgspec import Struct
+import bisect
+from collections.abc import Sequence
+from typing import Final
+
+from msgspec import Struct, structs
 
 from .rules import CompiledChannel, CompiledRules
 from .state import Position, SkuFigures, SkuState
@@ -19,14 +27,35 @@ class LocationSellable(Struct, frozen=True):
     sellable: int
 
 
+MAX_LOCATIONS_PAGE: Final = 1000  # locations in one answer's breakdown, at most
+DEFAULT_LOCATIONS_PAGE: Final = 100
+
+
+class LocationsAsk(Struct, frozen=True):
+    """A question's ask for the breakdown: the eligible locations whose id sorts after
+    `after` (from the first when None), at most `limit` of them."""
+
+    after: str | None = None
+    limit: int = DEFAULT_LOCATIONS_PAGE
+
+
 class Availability(Struct, frozen=True, omit_defaults=True):
+    """A SKU's sellable quantity for a channel, at its version. `locations` only when asked:
+    with a location, that location (when eligible); with include=locations, a page of at
+    most 1,000 (100 in a batch) eligible locations in location id order, each with its own
+    sellable (before share, cap and buffer), and `next_after` when more follow."""
+
     sku: str
     channel: str
     sellable: int
-    locations: list[LocationSellable]
     version: int
     updated_at: str | None
     location: str | None = None  # only when the question named a location
+    # Asked with a location: that location when eligible (else empty). Asked with
+    # include=locations: a page of the eligible locations, each with its own sellable.
+    locations: list[LocationSellable] | None = None
+    # Only with a page that has more after it: the last location id, to ask `after` for.
+    next_after: str | None = None
 
 
 class PositionView(Struct, frozen=True):
@@ -87,26 +116,48 @@ def channel_quantity(channel: CompiledChannel, pool: int) -> int:
     return max(quantity, 0)
 
 
+def with_locations(
+    answer: Availability, eligible: Sequence[LocationSellable], ask: LocationsAsk
+) -> Availability:
+    """The channel answer with the page of its breakdown `ask` names; `eligible` is sorted
+    by location id. Both modes page with this."""
+    start = 0 if ask.after is None else bisect.bisect_right(eligible, ask.after, key=_location_id)
+    page = list(eligible[start : start + ask.limit])
+    more = start + ask.limit < len(eligible)
+    return structs.replace(answer, locations=page, next_after=page[-1].location if more else None)
+
+
+def _location_id(entry: LocationSellable) -> str:
+    return entry.location
+
+
 def availability(
     state: SkuFigures,
     rules: CompiledRules,
     channel: CompiledChannel,
     location: str | None = None,
+    ask: LocationsAsk | None = None,
 ) -> Availability:
+    """The channel answer; asked with a location, that location's (`ask` then changes
+    nothing: the answer lists the location); else with the breakdown page `ask` names."""
     locations = eligible_sellable(state, rules, channel)
     pool = channel_pool(state, locations)
+    listed = None
     if location is not None:
-        locations = [entry for entry in locations if entry.location == location]
-        pool = location_pool(locations[0].sellable if locations else 0, pool)
-    return Availability(
+        listed = [entry for entry in locations if entry.location == location]
+        pool = location_pool(listed[0].sellable if listed else 0, pool)
+    answer = Availability(
         sku=state.sku,
         channel=channel.name,
         sellable=channel_quantity(channel, pool),
-        locations=locations,
         version=state.version,
         updated_at=format_micros(state.updated_at) if state.version else None,
         location=location,
+        locations=listed,
     )
+    if location is None and ask is not None:
+        return with_locations(answer, locations, ask)
+    return answer
 
 
 def positions(state: SkuFigures, rules: CompiledRules) -> Positions:

@@ -61,7 +61,7 @@ from availability.rules import CompiledChannel, CompiledRules
 from availability.snapshot_reports import ReportTally, SnapshotReport, applied_reports
 from availability.snapshots import unlisted_zero_counts
 from availability.timeutil import MICROS_PER_SECOND
-from availability.views import bump_if_rules_move_answers, reader_fingerprint
+from availability.views import LocationsAsk, bump_if_rules_move_answers, reader_fingerprint
 
 from .feeds import EmbeddedFeeds
 from .store import DeadLetterRecord, LogEntry, RocksStore
@@ -208,14 +208,26 @@ class EmbeddedEngine:
             raise UnknownChannel(f"channel {name!r} is not in the rules")
         return compiled
 
-    async def availability(self, sku: str, channel: str, location: str | None) -> Raw:
-        [answer] = await self.availability_batch([sku], channel, location)
+    async def availability(
+        self, sku: str, channel: str, location: str | None, ask: LocationsAsk | None = None
+    ) -> Raw:
+        [answer] = await self.availability_batch([sku], channel, location, ask)
         return answer
 
     async def availability_batch(
-        self, skus: Sequence[str], channel: str, location: str | None
+        self,
+        skus: Sequence[str],
+        channel: str,
+        location: str | None,
+        ask: LocationsAsk | None = None,
     ) -> list[Raw]:
         compiled, rules = self._channel(channel), self._rules
+        if ask is not None and location is None:
+            # A page of a breakdown is asked for rarely and in many shapes: not kept.
+            return [
+                Raw(_encoder.encode(availability(self._read(sku), rules, compiled, None, ask)))
+                for sku in skus
+            ]
         if self._answers_count >= 2 * self._settings.cache_skus:
             self._answers.clear()
             self._answers_count = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-BODY = b'{"sku":"SKU-1","channel":"web","sellable":7,"locations":[],"version":1,"updated_at":null}'
+BODY = b'{"sku":"SKU-1","channel":"web","sellable":7,"version":1,"updated_at":null}'
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
 
 

@@ -4,8 +4,9 @@
 
 Writes `<out>/report.md`: the targets judged (loadtests/targets.py), then every figure
 beside its ceiling measured in the same run, as a ratio (the bestseller stream beside the
-uniform one, the recovery of 1,000,000 positions and 5,000,000 event ids, and a
-1,000,000-row ERP snapshot's import beside the event ingest of each mode too), and
+uniform one, the recovery of 1,000,000 positions and 5,000,000 event ids, a
+1,000,000-row ERP snapshot's import beside the event ingest of each mode, and a SKU at
+5,000 stores beside a SKU at 8 locations too), and
 three plots: hold latency against load, stream events/s against workers, and the fan-out's
 convergence after a burst.
 Needs Kafka and Redis on 127.0.0.1 (scripts/services.sh) and wrk (installed with apt when
@@ -35,6 +36,7 @@ from .bench_recovery import Options as RecoveryOptions
 from .bench_recovery import bench_recovery
 from .bench_snapshots import bench_snapshots
 from .bench_streaming import bench_streaming, events_per_second_by_workers
+from .bench_wide import bench_wide
 from .targets import judge_targets
 
 Rows = list[tuple[str, str, str]]
@@ -137,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         bench_fanout(2_000 if quick else 5_000, 20_000 if quick else 100_000, 500, convergence),
     )
     section("Checkout holds", bench_holds(8 if quick else 15))
+    section(
+        "A SKU at 5,000 stores",
+        bench_wide(events=1_000 if quick else 3_000, seconds=4 if quick else 8),
+    )
     section("Recovery", bench_recovery(RecoveryOptions(positions=200_000 if quick else 1_000_000)))
     section("ERP snapshots", bench_snapshots(200_000 if quick else 1_000_000))
     section("Ceilings", redis_ceiling())

@@ -14,28 +14,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, Protocol
 
+import msgspec
 from msgspec import Raw
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from availability import NotReady, Positions, UnknownChannel
+from availability import Availability, NotReady, Positions, UnknownChannel
 from availability.published import (
     POSITIONS_FIELD,
     UPDATED_FIELD,
     VERSION_FIELD,
     answer_field,
+    locations_field,
     never_seen_answer,
     ready_key,
     sku_key,
     unlisted_location_answer,
 )
 from availability.topics import partition_for
+from availability.views import LocationsAsk, LocationSellable, with_locations
 
 from ..ports import AvailabilityAnswer, PositionsAnswer
 
 Row = list[bytes | None]
 
 _RETRY: Final = "retry shortly"
+_answer_decoder: Final = msgspec.json.Decoder(Availability)
+_locations_decoder: Final = msgspec.json.Decoder(list[LocationSellable])
 
 
 class ChannelCatalog(Protocol):
@@ -54,23 +59,34 @@ class RedisReadModel:
         self._catalog = catalog
 
     async def availability(
-        self, sku: str, channel: str, location: str | None
+        self, sku: str, channel: str, location: str | None, ask: LocationsAsk | None = None
     ) -> AvailabilityAnswer:
-        [answer] = await self.availability_batch([sku], channel, location)
+        [answer] = await self.availability_batch([sku], channel, location, ask)
         return answer
 
     async def availability_batch(
-        self, skus: Sequence[str], channel: str, location: str | None
+        self,
+        skus: Sequence[str],
+        channel: str,
+        location: str | None,
+        ask: LocationsAsk | None = None,
     ) -> list[AvailabilityAnswer]:
         if not self._catalog.has_channel(channel):
             raise UnknownChannel(f"channel {channel!r} is not in the rules")
         fields = [answer_field(channel), VERSION_FIELD, UPDATED_FIELD]
         if location is not None:
             fields.append(answer_field(channel, location))
+        elif ask is not None:
+            fields.append(locations_field(channel))
         rows, ready = await self._fetch(skus, fields)
-        return [
+        answers = [
             _availability(sku, channel, location, row, ready)
             for sku, row in zip(skus, rows, strict=True)
+        ]
+        if location is not None or ask is None:
+            return answers
+        return [
+            _paged(answer, row[-1], ask, channel) for answer, row in zip(answers, rows, strict=True)
         ]
 
     async def positions(self, sku: str) -> PositionsAnswer:
@@ -121,6 +137,22 @@ def _availability(
     return unlisted_location_answer(
         sku, channel, location, int(version), (updated or b"").decode() or None
     )
+
+
+def _paged(
+    answer: AvailabilityAnswer, stored: bytes | None, ask: LocationsAsk, channel: str
+) -> Availability:
+    """The channel answer with the page `ask` names of the breakdown the workers published
+    beside it (in the same hash, so at the same version)."""
+    if isinstance(answer, Availability):  # never seen: no locations
+        return with_locations(answer, [], ask)
+    whole = _answer_decoder.decode(answer)
+    if stored is None:
+        raise NotReady(
+            f"SKU {whole.sku}'s locations for channel {channel!r} are not published yet (a"
+            f" worker of an earlier build wrote its answers); {_RETRY}"
+        )
+    return with_locations(whole, _locations_decoder.decode(stored), ask)
 
 
 def _not_published(sku: str, seen: bool) -> str:

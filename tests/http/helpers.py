@@ -64,9 +64,14 @@ def position(client: httpx.Client, sku: str, location: str) -> dict[str, Any]:
 
 
 def availability(
-    client: httpx.Client, sku: str, channel: str, location: str | None = None
+    client: httpx.Client,
+    sku: str,
+    channel: str,
+    location: str | None = None,
+    **breakdown: str | int,
 ) -> dict[str, Any]:
-    params = {"channel": channel} | ({"location": location} if location else {})
+    """The answer; `breakdown` adds query parameters (include, after, limit)."""
+    params = {"channel": channel} | ({"location": location} if location else {}) | breakdown
     response = client.get(f"/v1/availability/{sku}", params=params)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -19,8 +21,10 @@ def test_a_sku_never_seen_answers_zero_at_version_zero(client: httpx.Client, sku
     assert body["channel"] == "web"
     assert body["sellable"] == 0
     assert body["version"] == 0
-    assert body["locations"] == []
+    assert "locations" not in body
     assert "location" not in body
+    with_locations = availability(client, sku, "web", include="locations")
+    assert with_locations == body | {"locations": []}
 
 
 def test_availability_answers_every_field_after_events(client: httpx.Client, sku: str) -> None:
@@ -28,11 +32,12 @@ def test_availability_answers_every_field_after_events(client: httpx.Client, sku
 
     body = availability(client, sku, "web")
 
-    assert set(body) == {"sku", "channel", "sellable", "locations", "version", "updated_at"}
+    assert set(body) == {"sku", "channel", "sellable", "version", "updated_at"}
     assert body["sellable"] == 10
-    assert body["locations"] == [{"location": "DC1", "sellable": 10}]
     assert body["version"] == 1
     assert body["updated_at"].endswith("Z")
+    listed = availability(client, sku, "web", include="locations")
+    assert listed == body | {"locations": [{"location": "DC1", "sellable": 10}]}
 
 
 def test_the_locations_list_holds_eligible_locations_with_their_own_sellable(
@@ -47,8 +52,8 @@ def test_the_locations_list_holds_eligible_locations_with_their_own_sellable(
         ],
     )
 
-    web = availability(client, sku, "web")
-    pickup = availability(client, sku, "pickup")
+    web = availability(client, sku, "web", include="locations")
+    pickup = availability(client, sku, "pickup", include="locations")
 
     assert web["locations"] == [
         {"location": "DC1", "sellable": 10},
@@ -234,6 +239,115 @@ def test_batch_with_malformed_json_is_400(client: httpx.Client) -> None:
     response = client.post("/v1/availability/batch", content=b'{"channel": "web", "skus": [')
 
     error_of(response, 400, "malformed_json")
+
+
+# -- The per-location breakdown: asked for, paged by location id, bounded. ----------------
+
+
+def _stocked_at_stores(client: httpx.Client, sku: str, stores: int) -> list[dict[str, Any]]:
+    """Stock at `stores` unlisted stores (safety stock 1); their breakdown, in id order."""
+    receipts = [event("receipt", sku, f"X{i:03}", qty=i + 2) for i in range(stores)]
+    post_events(client, receipts)
+    return [{"location": f"X{i:03}", "sellable": i + 1} for i in range(stores)]
+
+
+def test_include_locations_pages_the_whole_breakdown_by_location_id(
+    client: httpx.Client, sku: str
+) -> None:
+    listed = _stocked_at_stores(client, sku, 7)
+    plain = availability(client, sku, "pickup")
+
+    pages, after = [], None
+    while True:
+        page = availability(
+            client,
+            sku,
+            "pickup",
+            include="locations",
+            limit=3,
+            **({"after": after} if after else {}),
+        )
+        pages.append(page.pop("locations"))
+        after = page.pop("next_after", None)
+        assert page == plain  # the channel answer itself is the same on every page
+        if after is None:
+            break
+
+    assert [len(page) for page in pages] == [3, 3, 1]
+    assert [entry for page in pages for entry in page] == listed
+    assert plain["sellable"] == sum(entry["sellable"] for entry in listed)
+
+
+def test_include_locations_without_a_limit_gives_100(client: httpx.Client, sku: str) -> None:
+    listed = _stocked_at_stores(client, sku, 101)
+
+    body = availability(client, sku, "pickup", include="locations")
+
+    assert body["locations"] == listed[:100]
+    assert body["next_after"] == "X099"
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "says"),
+    [
+        ({"include": "positions"}, "include", "locations"),
+        ({"include": "locations", "limit": "0"}, "limit", "greater than or equal to 1"),
+        ({"include": "locations", "limit": "1001"}, "limit", "less than or equal to 1000"),
+        ({"include": "locations", "after": "S 1"}, "after", "A-Z"),
+        ({"after": "S001"}, "after", "only with include=locations"),
+        ({"limit": "5"}, "limit", "only with include=locations"),
+        ({"include": "locations", "location": "S001"}, "include", "not with location"),
+    ],
+    ids=["unknown-include", "limit-0", "limit-over-1000", "bad-after", "after-alone",
+         "limit-alone", "with-a-location"],
+)  # fmt: skip
+def test_a_bad_breakdown_question_is_422_naming_the_parameter(
+    client: httpx.Client, sku: str, params: dict[str, str], field: str, says: str
+) -> None:
+    response = client.get(f"/v1/availability/{sku}", params={"channel": "web", **params})
+
+    error = error_of(response, 422, "invalid_request")
+    assert [detail["field"] for detail in error["details"]] == [field]
+    assert says in error["details"][0]["message"]
+
+
+def test_a_batch_with_include_gives_each_item_its_first_page(client: httpx.Client) -> None:
+    wide, narrow, never = unique_sku("W"), unique_sku("N"), unique_sku("NEVER")
+    listed = _stocked_at_stores(client, wide, 5)
+    post_events(client, [event("receipt", narrow, "S001", qty=3)])
+    question = {"channel": "pickup", "skus": [wide, narrow, never]}
+
+    plain = client.post("/v1/availability/batch", json=question).json()["items"]
+    items = client.post(
+        "/v1/availability/batch", json=question | {"include": "locations", "limit": 2}
+    ).json()["items"]
+
+    assert all("locations" not in item for item in plain)
+    assert items == [
+        plain[0] | {"locations": listed[:2], "next_after": "X001"},
+        plain[1] | {"locations": [{"location": "S001", "sellable": 2}]},
+        plain[2] | {"locations": []},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"include": "locations", "limit": 101}, "limit"),
+        ({"include": "everything"}, "include"),
+        ({"limit": 5}, "limit"),
+        ({"include": "locations", "location": "S001"}, "include"),
+    ],
+    ids=["limit-over-100", "unknown-include", "limit-alone", "with-a-location"],
+)
+def test_a_bad_batch_breakdown_is_422_naming_the_field(
+    client: httpx.Client, extra: dict[str, object], field: str
+) -> None:
+    question = {"channel": "web", "skus": ["A"]} | extra
+
+    error = error_of(client.post("/v1/availability/batch", json=question), 422, "invalid_request")
+
+    assert [detail["field"] for detail in error["details"]] == [field]
 
 
 # -- The two reads are answered in front of FastAPI (api/fast_reads.py), or handed to it: --

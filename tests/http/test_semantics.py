@@ -216,7 +216,7 @@ def test_channel_share_cap_buffer_and_zero_below(
         receipts.append(event("receipt", sku, "DC2", qty=dc2))
     post_events(client, receipts)
 
-    answer = availability(client, sku, "amazon")
+    answer = availability(client, sku, "amazon", include="locations")
 
     assert answer["sellable"] == expected
     # The locations list is before share, cap and buffer, and holds only eligible (dc) ones.

@@ -5,6 +5,7 @@ is flushed under a reader, which must see a right answer or a 503, never a false
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +16,9 @@ import httpx
 import pytest
 import redis
 
+from availability import CompiledRules, SkuState, rules_from_object
+from availability.state import Position
+from availability.views import MAX_LOCATIONS_PAGE, LocationsAsk, availability
 from tests.support.events import event
 from tests.support.read_model import forget_namespace
 from tests.support.server import ApiServer, Server
@@ -75,11 +79,34 @@ def answers(server: Server, skus: list[str]) -> dict[str, Any]:
                     body = http.get(f"/v1/availability/{sku}", params=params).json()
                     body.pop("updated_at", None)
                     found[f"{sku} {channel} {location}"] = body
+                found[f"{sku} {channel} pages"] = pages(http, sku, channel, limit=1)
         batch = http.post("/v1/availability/batch", json={"channel": "web", "skus": skus}).json()
-    for item in batch["items"]:
+        listed = http.post(
+            "/v1/availability/batch",
+            json={"channel": "web", "skus": skus, "include": "locations", "limit": 1},
+        ).json()
+    for item in [*batch["items"], *listed["items"]]:
         item.pop("updated_at", None)
     found["batch"] = batch
+    found["batch with locations"] = listed
     return found
+
+
+def pages(http: httpx.Client, sku: str, channel: str, limit: int) -> list[dict[str, Any]]:
+    """Every page of the SKU's breakdown for the channel, following `next_after`; the
+    answers without `updated_at`."""
+    found: list[dict[str, Any]] = []
+    params: dict[str, str | int] = {"channel": channel, "include": "locations", "limit": limit}
+    while True:
+        response = http.get(f"/v1/availability/{sku}", params=params)
+        if response.status_code != 200:  # not published yet (streaming): compared again
+            return [*found, {"status": response.status_code}]
+        body = response.json()
+        body.pop("updated_at", None)
+        found.append(body)
+        if "next_after" not in body:
+            return found
+        params["after"] = body["next_after"]
 
 
 def post_all(server: Server, batches: list[list[dict[str, Any]]]) -> None:
@@ -192,3 +219,109 @@ def test_a_flushed_read_model_is_rebuilt_and_no_reader_sees_a_false_zero(
     assert any(got is None for _, got in seen), "the flush was never visible to a reader"
     with streaming.client() as http:
         assert all(sellable(http, sku) == 10 + n for n, sku in enumerate(skus))
+
+
+WIDE = "WIDE-1"
+STORES = [f"W{n:04}" for n in range(5000)]
+WIDE_RULES = RULES | {
+    "safety_stock": [{"units": 0}, {"location_type": "store", "units": 2}],
+    "channels": RULES["channels"] | {"amazon": {"location_types": ["store"], "share": 0.3,
+                                                "cap": 9000, "buffer": 5}},
+}  # fmt: skip
+ON_HOLD_ANYWHERE, ON_HOLD_AT, HELD_STORE = 7, 2, "W0042"
+
+
+def wide_events() -> tuple[list[list[dict[str, Any]]], dict[str, int]]:
+    """Stock at 5,000 stores and DC1, then sales at random stores; and each location's
+    on_hand after them."""
+    on_hand = {store: 5 + n % 7 for n, store in enumerate(STORES)} | {"DC1": 100}
+    receipts = [event("receipt", WIDE, place, minute=1, qty=qty) for place, qty in on_hand.items()]
+    pick = random.Random(20)
+    sales = []
+    for store in pick.sample(STORES, 400):
+        qty = pick.randint(1, 3)
+        on_hand[store] -= qty
+        sales.append(event("sale", WIDE, store, minute=2, qty=qty))
+    batches = [receipts[start : start + 1000] for start in range(0, len(receipts), 1000)]
+    return [*batches, sales], on_hand
+
+
+def core_answers(on_hand: dict[str, int], channel: str) -> tuple[int, list[dict[str, Any]]]:
+    """The channel's quantity and whole breakdown as the core computes them from the
+    positions the test's own events and holds leave, under WIDE_RULES."""
+    rules = CompiledRules(rules_from_object(WIDE_RULES))
+    state = SkuState(sku=WIDE, held_anywhere=ON_HOLD_ANYWHERE)
+    state.positions = {
+        place: Position(on_hand=qty, held=ON_HOLD_AT if place == HELD_STORE else 0)
+        for place, qty in on_hand.items()
+    }
+    whole = availability(state, rules, rules.channels[channel], ask=LocationsAsk(limit=10**6))
+    listed = [{"location": e.location, "sellable": e.sellable} for e in whole.locations or []]
+    return whole.sellable, listed
+
+
+def wide_answers(server: Server) -> dict[str, Any]:
+    """Each channel's answer, its breakdown page by page (at most the cap a page), and a
+    batch with the breakdown: bounded answers, checked for their shape on the way."""
+    found: dict[str, Any] = {}
+    with server.client() as http:
+        for channel in CHANNELS:
+            response = http.get(f"/v1/availability/{WIDE}", params={"channel": channel})
+            if response.status_code != 200:
+                return {"status": response.status_code}
+            plain = response.json()
+            assert "locations" not in plain
+            assert len(response.content) < 200  # whatever the store count
+            listed = pages(http, WIDE, channel, limit=MAX_LOCATIONS_PAGE)
+            for page in listed:
+                assert len(page.get("locations", [])) <= MAX_LOCATIONS_PAGE
+                if "next_after" in page:
+                    assert page["next_after"] == page["locations"][-1]["location"]
+            plain.pop("updated_at")
+            found[channel] = plain
+            found[f"{channel} pages"] = listed
+        batch = http.post(
+            "/v1/availability/batch",
+            json={"channel": "web", "skus": [WIDE], "include": "locations", "limit": 100},
+        ).json()
+    item = batch["items"][0]
+    item.pop("updated_at", None)
+    found["batch"] = item
+    return found
+
+
+def test_a_sku_at_5000_stores_answers_bounded_and_pages_its_breakdown_as_the_core_computes(
+    embedded: Server, streaming: ApiServer
+) -> None:
+    batches, on_hand = wide_events()
+    holds = [
+        {"channel": "web", "ttl_s": 600, "hold_id": "wide-anywhere",
+         "lines": [{"sku": WIDE, "qty": ON_HOLD_ANYWHERE}]},
+        {"channel": "pickup", "ttl_s": 600, "hold_id": "wide-at",
+         "lines": [{"sku": WIDE, "qty": ON_HOLD_AT, "location": HELD_STORE}]},
+    ]  # fmt: skip
+    for server in (embedded, streaming):
+        post_all(server, batches)
+        with server.client() as http:
+            assert http.put("/v1/rules", json=WIDE_RULES).status_code == 200
+    # The holds are decided on the stock: the streaming workers must have applied it.
+    stocked = wide_answers(embedded)
+    assert converge(lambda: wide_answers(streaming), stocked) == stocked
+    for server in (embedded, streaming):
+        with server.client() as http:
+            for hold in holds:
+                response = http.post("/v1/holds", json=hold)
+                assert response.status_code == 201, response.text
+
+    expected = wide_answers(embedded)
+    for channel in CHANNELS:
+        sellable, listed = core_answers(on_hand, channel)
+        assert expected[channel]["sellable"] == sellable
+        got = expected[f"{channel} pages"]
+        assert [entry for page in got for entry in page["locations"]] == listed
+        assert len(got) == -(-len(listed) // MAX_LOCATIONS_PAGE)  # full pages, then the rest
+        assert all(page | {"locations": [], "next_after": None} == got[0] | {
+            "locations": [], "next_after": None} for page in got)  # fmt: skip
+    assert expected["batch"]["locations"] == core_answers(on_hand, "web")[1][:100]
+    assert expected["batch"]["next_after"] == expected["batch"]["locations"][-1]["location"]
+    assert converge(lambda: wide_answers(streaming), expected) == expected

@@ -4,6 +4,7 @@ the SKU's partition is published whole, and refused with 503 otherwise."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -59,6 +60,58 @@ def test_a_published_answer_is_sent_as_its_stored_bytes(
     assert amazon.json()["sellable"] == 37 // 2 - 2
 
 
+def test_the_breakdown_is_paged_from_the_published_locations_at_the_answer_version(
+    ready_api: ApiServer, fresh_stack: Stack, redis_client: redis.Redis
+) -> None:
+    sku = sku_in_partition(0, fresh_stack.partitions)
+    fields = published(redis_client, fresh_stack, sku)
+    never_seen = sku_in_partition(0, fresh_stack.partitions)
+    paged = {"channel": "web", "include": "locations", "limit": 1}
+
+    with ready_api.client() as http:
+        first = http.get(f"/v1/availability/{sku}", params=paged).json()
+        rest = http.get(f"/v1/availability/{sku}", params=paged | {"after": "DC1"}).json()
+        nothing = http.get(f"/v1/availability/{never_seen}", params=paged).json()
+        batch = http.post(
+            "/v1/availability/batch",
+            json={"channel": "web", "skus": [sku], "include": "locations", "limit": 1},
+        ).json()
+
+    plain = json.loads(fields["c:web"])
+    assert "locations" not in plain
+    assert json.loads(fields["l:web"]) == [
+        {"location": "DC1", "sellable": 37},
+        {"location": "S001", "sellable": 5},
+    ]
+    assert first == plain | {
+        "locations": [{"location": "DC1", "sellable": 37}],
+        "next_after": "DC1",
+    }
+    assert rest == plain | {"locations": [{"location": "S001", "sellable": 5}]}
+    assert batch["items"] == [first]
+    assert (nothing["version"], nothing["locations"]) == (0, [])
+
+
+def test_a_breakdown_a_worker_has_not_published_is_refused_not_answered_empty(
+    ready_api: ApiServer, fresh_stack: Stack, redis_client: redis.Redis
+) -> None:
+    """A hash written by a worker of an earlier build has the channel answer, no locations."""
+    sku = sku_in_partition(1, fresh_stack.partitions)
+    published(redis_client, fresh_stack, sku)
+    redis_client.hdel(sku_key(fresh_stack.names.redis_namespace, sku), "l:web")
+
+    with ready_api.client() as http:
+        plain = http.get(f"/v1/availability/{sku}", params={"channel": "web"})
+        listed = http.get(
+            f"/v1/availability/{sku}", params={"channel": "web", "include": "locations"}
+        )
+
+    assert plain.status_code == 200
+    assert listed.status_code == 503
+    assert error_code(listed) == "not_ready"
+    assert "locations for channel 'web' are not published" in listed.json()["error"]["message"]
+
+
 def test_a_sku_missing_from_a_published_partition_answers_0_at_version_0(
     ready_api: ApiServer, fresh_stack: Stack
 ) -> None:
@@ -72,7 +125,6 @@ def test_a_sku_missing_from_a_published_partition_answers_0_at_version_0(
         "sku": sku,
         "channel": "web",
         "sellable": 0,
-        "locations": [],
         "version": 0,
         "updated_at": None,
     }

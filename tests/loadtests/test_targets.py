@@ -56,3 +56,19 @@ def test_a_part_left_out_of_the_run_is_not_judged() -> None:
     assert judge_targets(ROWS[:1]) == [
         ("single-SKU read, share of a bare ASGI endpoint", "42 %", "target ≥ 40 %: met")
     ]
+
+
+def test_the_wide_sku_ratios_are_judged_against_2x_and_1_5x() -> None:
+    rows = [
+        ("per-event cost, 1 sale a POST: 1 SKU at 5,000 stores against 1 SKU at 8", "1.79x", ""),
+        ("per-event cost, 100 sales a POST: 1 SKU at 5,000 stores against 1 SKU", "2.25x", ""),
+        ("read p99 under writes: 1 SKU at 5,000 stores against 1 SKU at 8", "0.97x", ""),
+    ]
+
+    judged = {name: (figure, note) for name, figure, note in judge_targets(rows)}
+
+    one, hundred, read = judged.values()
+    assert one == ("1.79 x", "target ≤ 2 x: met")
+    assert hundred[0] == "2.25 x"
+    assert hundred[1].startswith("target ≤ 2 x: **missed by 1.1x**: what a change of a wide SKU")
+    assert read == ("0.97 x", "target ≤ 1.5 x: met")

@@ -126,6 +126,34 @@ def batch_is_also_a_sku(failure: Failure, case: Case, response: Response) -> boo
     )
 
 
+def _breakdown_part_apart(detail: object, asked: dict[str, Any]) -> bool:
+    """`detail` names a breakdown parameter the question gave without what it goes with."""
+    if not isinstance(detail, dict) or asked.get(detail.get("field")) is None:
+        return False
+    if detail.get("message") == "only with include=locations":
+        return asked.get("include") is None
+    return detail.get("message") == "not with location" and asked.get("location") is not None
+
+
+def a_breakdown_asked_apart(failure: Failure, case: Case, response: Response) -> bool:
+    """An availability question's `after` and `limit` page the per-location breakdown and
+    go only with `include=locations`, which does not go with `location` (README, "The HTTP
+    API"): an OpenAPI document cannot tie one parameter to another. Excused only when every
+    refused parameter is refused for that, and the question did give it so."""
+    error = error_of(response)
+    details = error.get("details") or []
+    asked = case.body if case.operation.method.upper() == "POST" else case.query
+    return (
+        isinstance(failure, RejectedPositiveData)
+        and case.operation.path.startswith("/v1/availability/")
+        and response.status_code == 422
+        and error.get("code") == "invalid_request"
+        and isinstance(asked, dict)
+        and bool(details)
+        and all(_breakdown_part_apart(detail, asked) for detail in details)
+    )
+
+
 def a_documented_retry(failure: Failure, case: Case, response: Response) -> bool:
     """503 `not_ready` or `holds_unavailable` tells the client to retry, and every route
     documents it: the streaming stack answers it while a worker is behind (its partitions'
@@ -146,6 +174,7 @@ EXCUSES: Final[tuple[Excuse, ...]] = (
     an_event_dated_outside_the_clock,
     a_hold_that_ended,
     batch_is_also_a_sku,
+    a_breakdown_asked_apart,
     a_documented_retry,
 )
 

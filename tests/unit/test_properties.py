@@ -39,11 +39,16 @@ from availability.rules import CompiledRules, rules_from_object
 from availability.state import SkuState
 from availability.timeutil import format_micros
 from availability.views import (
+    MAX_LOCATIONS_PAGE,
+    Availability,
+    LocationsAsk,
+    LocationSellable,
     availability,
     channel_quantities,
     channel_quantity,
     eligible_sellable,
     positions,
+    with_locations,
 )
 
 from .factories import NOW_US, T0, Figures, figures
@@ -264,7 +269,9 @@ def test_every_published_answer_is_what_the_api_would_encode(
 ) -> None:
     """The worker writes its answers as text (availability.published.render): each must be
     msgspec's encoding of the answer the views compute, byte for byte, and the quantities
-    it hands the feeds the channel quantities."""
+    it hands the feeds the channel quantities. A page of the breakdown paged from the
+    published locations is the page the views compute."""
+    whole_list = LocationsAsk(limit=MAX_LOCATIONS_PAGE)
     for state in _states_along(events):
         if unlocated_hold:
             state.held_anywhere = unlocated_hold  # held units that name no location
@@ -276,7 +283,16 @@ def test_every_published_answer_is_what_the_api_would_encode(
         }
         for name, channel in rules.channels.items():
             expected[f"c:{name}"] = msgspec.json.encode(availability(state, rules, channel))
-            for entry in eligible_sellable(state, rules, channel):
+            eligible = eligible_sellable(state, rules, channel)
+            expected[f"l:{name}"] = msgspec.json.encode(eligible)
+            paged = with_locations(
+                msgspec.json.decode(rendered.fields[f"c:{name}"], type=Availability),
+                msgspec.json.decode(rendered.fields[f"l:{name}"], type=list[LocationSellable]),
+                whole_list,
+            )
+            assert paged == availability(state, rules, channel, ask=whole_list)
+            assert paged.locations == eligible
+            for entry in eligible:
                 answer = availability(state, rules, channel, location=entry.location)
                 expected[f"c:{name}:{entry.location}"] = msgspec.json.encode(answer)
         assert rendered.fields == {

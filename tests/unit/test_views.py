@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from availability.rules import CompiledRules
 from availability.state import Position, SkuState
 from availability.timeutil import format_micros
 from availability.views import (
+    LocationsAsk,
     LocationSellable,
     availability,
     channel_quantities,
@@ -152,7 +154,7 @@ def test_the_pool_is_the_sellable_of_the_eligible_locations(
     rules = _rules(c=channel)
     own = {DC: 10, STORE: 6, STORE_2: 4, DROPSHIP: 3, "UNLISTED": 2}
 
-    answer = availability(state, rules, rules.channels["c"])
+    answer = availability(state, rules, rules.channels["c"], ask=LocationsAsk())
 
     assert answer.locations == [LocationSellable(loc, own[loc]) for loc in sorted(eligible)]
     assert answer.sellable == sum(own[loc] for loc in eligible)
@@ -162,7 +164,7 @@ def test_the_pool_is_the_sellable_of_the_eligible_locations(
 def test_the_locations_list_holds_each_position_own_sellable_before_share_cap_and_buffer() -> None:
     rules = _rules(amazon={"location_types": ["dc", "store"], "share": 0.5, "cap": 5, "buffer": 1})
 
-    answer = availability(_stocked(), rules, rules.channels["amazon"])
+    answer = availability(_stocked(), rules, rules.channels["amazon"], ask=LocationsAsk())
 
     assert answer.sellable == 4  # pool 22, half is 11, capped at 5, minus 1
     assert answer.locations == [
@@ -192,6 +194,49 @@ def test_asked_with_a_location_the_pool_is_that_location_alone(
     assert answer.sellable == expected
     assert answer.location == location
     assert [entry.location for entry in answer.locations] == ([location] if expected else [])
+
+
+def test_a_channel_answer_has_no_breakdown_unless_asked() -> None:
+    rules = _rules(web={})
+
+    answer = availability(_stocked(), rules, rules.channels["web"])
+
+    assert (answer.locations, answer.next_after) == (None, None)
+    assert b"locations" not in msgspec.json.encode(answer)
+
+
+@pytest.mark.parametrize(
+    ("ask", "listed", "next_after"),
+    [
+        pytest.param(LocationsAsk(limit=2), [DROPSHIP, DC], DC, id="first-page"),
+        pytest.param(LocationsAsk(DC, 2), [STORE, STORE_2], STORE_2, id="next-page"),
+        pytest.param(LocationsAsk(STORE_2, 2), ["UNLISTED"], None, id="last-page"),
+        pytest.param(LocationsAsk("S001-A", 1), [STORE_2], STORE_2, id="after-an-unlisted-id"),
+        pytest.param(LocationsAsk("ZZZ", 5), [], None, id="after-the-last"),
+        pytest.param(LocationsAsk(limit=5), [DROPSHIP, DC, STORE, STORE_2, "UNLISTED"], None,
+                     id="exactly-all"),
+    ],
+)  # fmt: skip
+def test_the_breakdown_pages_by_location_id(
+    ask: LocationsAsk, listed: list[str], next_after: str | None
+) -> None:
+    rules = _rules(web={})
+    state = _stocked()
+    whole = availability(state, rules, rules.channels["web"])
+
+    answer = availability(state, rules, rules.channels["web"], ask=ask)
+
+    assert [entry.location for entry in answer.locations or []] == listed
+    assert answer.next_after == next_after
+    assert (answer.sellable, answer.version) == (whole.sellable, whole.version)
+
+
+def test_asked_with_a_location_a_breakdown_ask_changes_nothing() -> None:
+    rules = _rules(pickup={"location_types": ["store"]})
+
+    asked = availability(_stocked(), rules, rules.channels["pickup"], STORE, LocationsAsk())
+
+    assert asked == availability(_stocked(), rules, rules.channels["pickup"], STORE)
 
 
 def test_asked_with_a_location_share_and_buffer_still_apply() -> None:
@@ -229,7 +274,7 @@ def test_a_sku_never_seen_answers_zero_at_version_zero() -> None:
 
     answer = availability(never_seen, rules, rules.channels["web"])
 
-    assert (answer.sellable, answer.version, answer.locations) == (0, 0, [])
+    assert (answer.sellable, answer.version, answer.locations) == (0, 0, None)
     assert answer.updated_at is None
     assert positions(never_seen, rules).positions == []
     assert positions(never_seen, rules).version == 0
