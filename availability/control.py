@@ -26,7 +26,12 @@ class RulesChanged(Struct, frozen=True, tag="rules_changed", tag_field="type"):
 
 
 class PlaceHold(Struct, frozen=True, tag="place_hold", tag_field="type"):
-    """Hold this partition's lines of a hold until `expires_at` (µs), or none of them."""
+    """Hold this partition's lines of a hold until `expires_at` (µs), or none of them.
+
+    `decide_by` (µs, 0 for none): past it, the API that sent the command has answered that
+    nothing is held. A record Kafka did not acknowledge in time may still be written, much
+    later, after the client retried and released: placed then, it would hold units nobody
+    knows of until its expiry. The writer refuses it (HOLD_CLOCK_TOLERANCE_S apart)."""
 
     request_id: str
     hold_id: str
@@ -34,6 +39,11 @@ class PlaceHold(Struct, frozen=True, tag="place_hold", tag_field="type"):
     lines: list[HoldLineRequest]
     expires_at: int
     reply_to: str = ""
+    decide_by: int = 0
+
+
+# How far apart an API's clock and a writer's may be when a writer judges `decide_by`.
+HOLD_CLOCK_TOLERANCE_S: Final = 2.0
 
 
 class ExtendHold(Struct, frozen=True, tag="extend_hold", tag_field="type"):

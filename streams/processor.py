@@ -9,6 +9,7 @@ a redelivered event is a duplicate and state is effectively once on at-least-onc
 from __future__ import annotations
 
 import heapq
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -18,6 +19,7 @@ import msgspec
 from availability import SkuState, Windows, apply_events
 from availability.batch import BatchResult
 from availability.control import (
+    HOLD_CLOCK_TOLERANCE_S,
     CommitHold,
     ExpireHolds,
     ExtendHold,
@@ -62,6 +64,7 @@ from availability.snapshots import (
     snapshot_end_decoder,
     unlisted_zero_counts,
 )
+from availability.timeutil import MICROS_PER_SECOND
 from availability.topics import Names
 from availability.views import bump_if_rules_move_answers
 
@@ -69,6 +72,8 @@ from .ports import DeadLetters, StateTable
 from .state_cache import StateCache
 
 # Per-partition records that are not SKUs start with a byte no SKU record key starts with.
+log = logging.getLogger("availability.worker")
+
 RULES_KEY: Final = b"\x00rules"
 # A SKU's events applied before its state is written: a bestseller's batch is written in
 # pieces, so that one write (its head, new chunks and the older chunks whose documents
@@ -329,7 +334,9 @@ class Processor:
                 return state
 
             channel = self.rules.compiled.channels.get(command.channel)
-            if channel is None:  # dropped from the rules since the API checked
+            # Too late (its API answered already), or a channel dropped from the rules since
+            # the API checked: nothing is held.
+            if self._too_late(command, now, load) or channel is None:
                 short = [Shortfall(line.sku, line.qty, 0) for line in command.lines]
             else:
                 short = place_hold(
@@ -373,6 +380,22 @@ class Processor:
         if isinstance(command, CommitHold):
             done = bool(committed)
         return HoldReply(partition, done, committed=committed)
+
+    @staticmethod
+    def _too_late(command: PlaceHold, now: int, load: Callable[[str], SkuState]) -> bool:
+        """A hold not placed yet whose API has answered already (a 503: nothing is held):
+        placing it now would hold units that no one will ever release or commit."""
+        tolerance = int(HOLD_CLOCK_TOLERANCE_S * MICROS_PER_SECOND)
+        if not command.decide_by or now <= command.decide_by + tolerance:
+            return False
+        if any(command.hold_id in load(line.sku).holds for line in command.lines):
+            return False  # placed in time and redelivered: it answers as the first time
+        log.warning(
+            "hold %s came %.1f s after its API answered: not placed",
+            command.hold_id,
+            (now - command.decide_by) / MICROS_PER_SECOND,
+        )
+        return True
 
     def _expire_due(self, partition: int, now: int, outcome: PartitionOutcome) -> None:
         due = self.hold_expiries.get(partition, [])

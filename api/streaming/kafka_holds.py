@@ -58,7 +58,7 @@ from availability.timeutil import MICROS_PER_SECOND
 from availability.topics import Names, partition_for
 
 from .hold_replies import HoldReplies
-from .kafka_link import KafkaLink, Record
+from .kafka_link import ACK_TIMEOUT_S, KafkaLink, Record
 
 log = logging.getLogger("availability.api.holds")
 
@@ -230,13 +230,14 @@ class KafkaHolds:
         """Send each command to its partition, its reply to come to this process's list (a
         release sent alone, with no request_id, is answered there too, and dropped)."""
         reply_to = self._replies.key
+        # Past this, the answer is given (a 503, nothing held): a writer that meets the
+        # command later refuses to place it (PlaceHold.decide_by).
+        decide_by = self._clock() + int((ACK_TIMEOUT_S + self._timeout_s) * MICROS_PER_SECOND)
         records = [
             Record(
                 self._names.control_topic,
                 b"\x00hold",
-                control_encoder.encode(
-                    msgspec.structs.replace(c, request_id=request_id, reply_to=reply_to)
-                ),
+                control_encoder.encode(_addressed(c, request_id, reply_to, decide_by)),
                 p,
             )
             for p, c in commands.items()
@@ -298,3 +299,11 @@ class KafkaHolds:
         except RedisError as exc:
             raise NotReady(f"Redis cannot be reached ({exc}); retry with the same hold_id") from exc
         return bool(done)
+
+
+def _addressed(command: HoldCommand, request_id: str, reply_to: str, decide_by: int) -> HoldCommand:
+    if isinstance(command, PlaceHold):
+        return msgspec.structs.replace(
+            command, request_id=request_id, reply_to=reply_to, decide_by=decide_by
+        )
+    return msgspec.structs.replace(command, request_id=request_id, reply_to=reply_to)

@@ -123,6 +123,18 @@ class HoldBook:
                 bounds[sku][1] += qty * maybe
         return {sku: (low, extra) for sku, (low, extra) in bounds.items()}
 
+    def story(self, sku: str, now: float) -> str:
+        """The holds of a SKU as the answers left them: what a mismatch is read against."""
+        with self._lock:
+            holds = [h for h in self.holds if any(s == sku for s, _ in h.lines)]
+        return "; ".join(
+            f"{h.hold_id} {dict(h.lines)[sku]}u {h.fate}/{h.status} ttl {h.ttl_s}s"
+            f" asked {h.asked_at - now:+.0f}s"
+            + (f" expires {h.expires_at - now:+.0f}s" if h.expires_at else "")
+            for h in holds
+            if h.status is not Status.REFUSED
+        )
+
     @staticmethod
     def _reserves(hold: Hold, now: float) -> tuple[bool, bool]:
         """(certainly reserves its lines, maybe reserves them)."""

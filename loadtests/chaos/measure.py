@@ -164,7 +164,8 @@ class Checker:
                 verdict.holds_off += 1
                 verdict.note(
                     f"{sku}: reserved {reserved} on hand {on_hand}; the answers allow"
-                    f" {low} to {low + extra} reserved, the log {stock} on hand"
+                    f" {low} to {low + extra} reserved, the log {stock} on hand; holds:"
+                    f" {self.book.story(sku, time.time())}"
                 )
 
     def _answers(self, verdict: Verdict) -> None:

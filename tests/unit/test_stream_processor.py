@@ -10,7 +10,14 @@ import msgspec
 import pytest
 
 from availability import Rules, SkuState, decode_rules
-from availability.control import ExpireHolds, PlaceHold, ReleaseHold, RulesChanged, control_encoder
+from availability.control import (
+    HOLD_CLOCK_TOLERANCE_S,
+    ExpireHolds,
+    PlaceHold,
+    ReleaseHold,
+    RulesChanged,
+    control_encoder,
+)
 from availability.holds import HoldLineRequest
 from availability.layout import answers_state, decode_head, read_state
 from availability.processing import Windows
@@ -308,3 +315,34 @@ def test_a_snapshot_end_zeroes_the_unlisted_positions_of_its_partition_at_its_lo
     assert [reason.startswith("invalid snapshot end: JSON is malformed") for _, reason in dead] == [
         True
     ]
+
+
+def test_a_hold_that_reaches_its_writer_after_its_api_answered_is_not_placed() -> None:
+    """An API that got no acknowledgement in time answers 503 (nothing is held) while Kafka
+    may still write the command, after the client retried, got its hold and released it.
+    Placed then, it would hold units no one knows of until it expires. Placed in time and
+    redelivered, it answers as the first time."""
+    made, table, _ = processor()
+    sku = sku_in(0)
+    made.handle_partition(
+        0,
+        [message(event("receipt", sku, "DC1", qty=5)), rules_change(1, {"channels": {"web": {}}})],
+    )
+    reply_to = reply_key(NAMES.redis_namespace, "api-1")
+    lines = [HoldLineRequest(sku, 2)]
+    far = NOW_US + 600_000_000
+    answered = NOW_US - int((HOLD_CLOCK_TOLERANCE_S + 1) * 1_000_000)
+    late = PlaceHold("r1", "LATE", "web", lines, far, reply_to, decide_by=answered)
+    in_time = PlaceHold("r2", "ON-TIME", "web", lines, far, reply_to, decide_by=NOW_US + 1)
+
+    outcome = made.handle_partition(0, [control(late, 5), control(in_time, 6)])
+
+    replies = [msgspec.json.decode(value) for _, value in outcome.replies]
+    assert [bool(r.get("shortfalls")) for r in replies] == [True, False]
+    assert list(read_state(table, sku).holds) == ["ON-TIME"]
+    # The one placed in time, redelivered past its API's answer (a crash before the offset
+    # commit): already held, so granted again, and nothing more is held.
+    redelivered = msgspec.structs.replace(in_time, decide_by=answered)
+    outcome = made.handle_partition(0, [control(redelivered, 7)])
+    assert not msgspec.json.decode(outcome.replies[0][1]).get("shortfalls")
+    assert list(read_state(table, sku).holds) == ["ON-TIME"]
