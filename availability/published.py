@@ -170,8 +170,12 @@ def reply_key(namespace: str, request_id: str) -> str:
     return f"{namespace}:reply:{{{request_id}}}"
 
 
+def snapshot_digest(snapshot_id: str) -> bytes:
+    """What names an ERP snapshot in keys, in both modes: its id may hold any printable
+    character, and a key must not run into another."""
+    return hashlib.blake2b(snapshot_id.encode(), digest_size=16).digest()
+
+
 def snapshot_key(namespace: str, snapshot_id: str) -> str:
-    """A list of the reports of every import of an ERP snapshot, oldest first; a digest of
-    the id, which may hold any printable character."""
-    digest = hashlib.blake2b(snapshot_id.encode(), digest_size=16).hexdigest()
-    return f"{namespace}:snapshot:{digest}"
+    """A list of the reports of every import of an ERP snapshot, oldest first."""
+    return f"{namespace}:snapshot:{snapshot_digest(snapshot_id).hex()}"

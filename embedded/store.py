@@ -15,7 +15,6 @@ so a head is never on disk without its chunks.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,6 +26,7 @@ from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 from availability import SkuState, answers_state, decode_figures, sku_records, written
 from availability.holds import HoldRecord
 from availability.layout import HEAD, head_key, read_state
+from availability.published import snapshot_digest
 
 SKU_RECORDS: Final = b"s\x00"  # + a layout key: a SKU's head or one of its chunks
 _LOG: Final = b"l\x00"
@@ -302,5 +302,4 @@ class RocksStore:
 
 
 def _snapshot_prefix(snapshot_id: str) -> bytes:
-    # A digest: an id may hold any printable character, and a key must not run into another.
-    return _SNAPSHOT + hashlib.blake2b(snapshot_id.encode(), digest_size=16).digest()
+    return _SNAPSHOT + snapshot_digest(snapshot_id)
