@@ -96,8 +96,15 @@ class ChangelogProducers:
 
     async def release(self, partitions: Iterable[int]) -> None:
         """Stop the producers of `partitions` (moved to another worker)."""
-        gone = [self._producers.pop(p) for p in sorted(set(partitions)) if p in self._producers]
-        await asyncio.gather(*(producer.stop() for producer in gone), return_exceptions=True)
+        gone = {p: self._producers.pop(p) for p in sorted(set(partitions)) if p in self._producers}
+        stopped = await asyncio.gather(
+            *(producer.stop() for producer in gone.values()), return_exceptions=True
+        )
+        for partition, result in zip(gone, stopped, strict=True):
+            if isinstance(result, BaseException):  # its transactions are over: only said
+                log.warning(
+                    "changelog producer of partition %d did not stop: %r", partition, result
+                )
 
     async def close(self) -> None:
         await self.release(list(self._producers))

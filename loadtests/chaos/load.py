@@ -10,6 +10,7 @@ little (`workload.py`); this is the read that tells a shopper 0 for stock that e
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
 import time
@@ -32,6 +33,8 @@ from .workload import READ_FLOOR, ChaosMix
 # The API answers within its own bounds (Kafka's acknowledgement, a hold's decision); the
 # client waits longer, so a slow answer is the API's 503, never a client time-out.
 CLIENT_TIMEOUT_S: Final = ACK_TIMEOUT_S + HOLD_DECISION_TIMEOUT_S + 15
+log = logging.getLogger("loadtests.chaos")
+
 IDLE_TIMEOUT_S: Final = 120.0  # for the requests in flight when writes pause
 READ_CHANNELS: Final = ("web", "pickup", "amazon")
 _json = msgspec.json.Encoder()
@@ -83,6 +86,9 @@ class Load:
         self._thread = threading.Thread(target=self._run, name="chaos-load", daemon=True)
         self._clients: list[httpx.AsyncClient] = []
         self._holds: set[asyncio.Task[None]] = set()
+        # What broke the load itself (not an answer: a bug, or a surprise): the suite must
+        # not go on measuring a load that stopped.
+        self.failure: BaseException | None = None
 
     # -- control, from the suite's thread ----------------------------------------------------
 
@@ -99,9 +105,11 @@ class Load:
         self.writing = False
         deadline = time.monotonic() + IDLE_TIMEOUT_S
         while self._in_flight:
+            self._raise_if_failed()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self._in_flight} writes still in flight after pausing")
             time.sleep(0.05)
+        self._raise_if_failed()
 
     def snapshot(self) -> list[ApiCounts]:
         return [c.copy() for c in self.counts]
@@ -113,9 +121,22 @@ class Load:
 
     # -- the load, on its own loop ------------------------------------------------------------
 
+    def _raise_if_failed(self) -> None:
+        if self.failure is not None:
+            raise RuntimeError(f"the load failed: {self.failure!r}") from self.failure
+
+    def _failed(self, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc
+            log.error("the load failed: %r", exc)
+
     def _run(self) -> None:
-        self._loop.run_until_complete(self._main())
-        self._loop.close()
+        try:
+            self._loop.run_until_complete(self._main())
+        except BaseException as exc:  # its thread would only print it
+            self._failed(exc)
+        finally:
+            self._loop.close()
 
     async def _main(self) -> None:
         limits = httpx.Limits(max_connections=self.profile.writers_per_api + 16)
@@ -180,7 +201,13 @@ class Load:
                 self._in_flight += 1
                 task = asyncio.create_task(self._hold(api))
                 self._holds.add(task)  # a task only the loop refers to may be collected
-                task.add_done_callback(self._holds.discard)
+                task.add_done_callback(self._hold_done)
+
+    def _hold_done(self, task: asyncio.Task[None]) -> None:
+        self._holds.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            self._failed(error)
 
     async def _hold(self, api: int) -> None:
         try:
