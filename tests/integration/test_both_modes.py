@@ -31,6 +31,8 @@ pytestmark = pytest.mark.integration
 CONVERGE_S = 60.0
 CHANNELS = ("web", "pickup", "amazon")
 LOCATIONS = (None, "DC1", "S001", "S002")
+# A breakdown has at most a few thousand locations: a cursor that never ends fails, not hangs.
+MAX_PAGES = 10_000
 
 
 def scenario() -> list[list[dict[str, Any]]]:
@@ -97,7 +99,7 @@ def pages(http: httpx.Client, sku: str, channel: str, limit: int) -> list[dict[s
     answers without `updated_at`."""
     found: list[dict[str, Any]] = []
     params: dict[str, str | int] = {"channel": channel, "include": "locations", "limit": limit}
-    while True:
+    for _ in range(MAX_PAGES):
         response = http.get(f"/v1/availability/{sku}", params=params)
         if response.status_code != 200:  # not published yet (streaming): compared again
             return [*found, {"status": response.status_code}]
@@ -107,6 +109,7 @@ def pages(http: httpx.Client, sku: str, channel: str, limit: int) -> list[dict[s
         if "next_after" not in body:
             return found
         params["after"] = body["next_after"]
+    pytest.fail(f"{sku}: no last page after {MAX_PAGES} pages for {channel}")
 
 
 def post_all(server: Server, batches: list[list[dict[str, Any]]]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -184,79 +185,73 @@ def test_a_group_too_large_for_any_record_batch_is_refused_before_anything_is_se
         list(record_batches(cast(Any, BatchProducer(1000)), [group(b"a", 10, 200)], 1000))
 
 
-async def test_a_record_batch_kafka_refuses_fails_every_later_wait_and_books_nothing() -> None:
-    producer = BatchProducer(max_bytes=4096, fail=True)
-    failures: list[ChangelogFailure] = []
-    booked: list[int] = []
-    changelog = ChangelogWriter(
-        "t-changelog",
-        lambda partition: producer,
-        lambda tp, offset: booked.append(offset),
-        4096,
-        failures.append,
-    )
-    changelog.add(0, [group(b"a", 2, 10)])
+@dataclass
+class Booking:
+    """A changelog writer on fake producers, what it booked and the failures it said."""
 
-    with pytest.raises(ChangelogFailure, match="did not commit"):
-        await changelog.acknowledged()
-    changelog.add(0, [group(b"b", 1, 10)])
-    with pytest.raises(ChangelogFailure):
-        await changelog.acknowledged()  # never again: the worker must stop
-
-    assert len(failures) == 1
-    assert booked == []  # faust's recovery offset never moves past a lost batch
-    assert len(producer.sent) == 1  # nothing more is produced after the failure
+    changelog: ChangelogWriter
+    booked: list[tuple[int, int]]  # (partition, offset)
+    failures: list[ChangelogFailure]
 
 
-async def test_committed_transactions_book_their_last_offsets() -> None:
-    producers = {0: BatchProducer(max_bytes=4096), 1: BatchProducer(max_bytes=4096)}
+def booking(producers: dict[int, BatchProducer]) -> Booking:
     booked: list[tuple[int, int]] = []
+    failures: list[ChangelogFailure] = []
     changelog = ChangelogWriter(
         "t-changelog",
         producers.__getitem__,
         lambda tp, offset: booked.append((tp.partition, offset)),
         4096,
+        failures.append,
     )
-    changelog.add(0, [group(b"a", 2, 10)])
-    changelog.add(1, [group(b"b", 3, 10)])
+    return Booking(changelog, booked, failures)
 
-    await changelog.acknowledged()
+
+async def test_a_record_batch_kafka_refuses_fails_every_later_wait_and_books_nothing() -> None:
+    producer = BatchProducer(max_bytes=4096, fail=True)
+    made = booking({0: producer})
+    made.changelog.add(0, [group(b"a", 2, 10)])
+
+    with pytest.raises(ChangelogFailure, match="did not commit"):
+        await made.changelog.acknowledged()
+    made.changelog.add(0, [group(b"b", 1, 10)])
+    with pytest.raises(ChangelogFailure):
+        await made.changelog.acknowledged()  # never again: the worker must stop
+
+    assert len(made.failures) == 1
+    assert made.booked == []  # faust's recovery offset never moves past a lost batch
+    assert len(producer.sent) == 1  # nothing more is produced after the failure
+
+
+async def test_committed_transactions_book_their_last_offsets() -> None:
+    producers = {0: BatchProducer(max_bytes=4096), 1: BatchProducer(max_bytes=4096)}
+    made = booking(producers)
+    made.changelog.add(0, [group(b"a", 2, 10)])
+    made.changelog.add(1, [group(b"b", 3, 10)])
+
+    await made.changelog.acknowledged()
 
     # Base offset + the batch's last record, once each partition's transaction committed.
-    assert sorted(booked) == [(0, 101), (1, 102)]
+    assert sorted(made.booked) == [(0, 101), (1, 102)]
     assert [p.committed for p in producers.values()] == [[1], [1]]
 
 
 async def test_a_fenced_producer_fails_the_write_and_says_another_worker_owns_the_partition() -> (
     None
 ):
-    producer = BatchProducer(max_bytes=4096, fenced=True)
-    failures: list[ChangelogFailure] = []
-    booked: list[int] = []
-    changelog = ChangelogWriter(
-        "t-changelog",
-        lambda partition: producer,
-        lambda tp, offset: booked.append(offset),
-        4096,
-        failures.append,
-    )
-    changelog.add(3, [group(b"a", 2, 10)])
+    made = booking({3: BatchProducer(max_bytes=4096, fenced=True)})
+    made.changelog.add(3, [group(b"a", 2, 10)])
 
     with pytest.raises(ChangelogFailure, match="partition 3 is another worker's now"):
-        await changelog.acknowledged()
-    assert len(failures) == 1
-    assert booked == []  # the aborted transaction's records are never recovered from
+        await made.changelog.acknowledged()
+    assert len(made.failures) == 1
+    assert made.booked == []  # the aborted transaction's records are never recovered from
 
 
 async def test_a_partition_waits_for_its_last_commit_and_then_sends_what_came_meanwhile() -> None:
     producers = {0: BatchProducer(max_bytes=4096), 1: BatchProducer(max_bytes=4096)}
-    booked: list[tuple[int, int]] = []
-    changelog = ChangelogWriter(
-        "t-changelog",
-        producers.__getitem__,
-        lambda tp, offset: booked.append((tp.partition, offset)),
-        4096,
-    )
+    made = booking(producers)
+    changelog = made.changelog
     producers[0].commit_gate.clear()  # partition 0's first commit is slow
     changelog.add(0, [group(b"a", 1, 10)])
     changelog.add(1, [group(b"b", 1, 10)])
@@ -267,10 +262,10 @@ async def test_a_partition_waits_for_its_last_commit_and_then_sends_what_came_me
 
     # Partition 1 goes on; partition 0's second write waits for its first commit.
     assert [len(p.sent) for p in producers.values()] == [1, 2]
-    assert booked == [(1, 100), (1, 200)]
+    assert made.booked == [(1, 100), (1, 200)]
 
     producers[0].commit_gate.set()
     await asyncio.wait_for(changelog.acknowledged(), 1)
     assert producers[0].sent == [group(b"a", 1, 10), group(b"c", 1, 10)]
     assert producers[0].committed == [1, 2]  # one transaction each, in order
-    assert sorted(booked) == [(0, 100), (0, 200), (1, 100), (1, 200)]
+    assert sorted(made.booked) == [(0, 100), (0, 200), (1, 100), (1, 200)]
